@@ -1,0 +1,238 @@
+"""The explicit engine: breadth-first search over packed states, level by level.
+
+Each level is a sorted array of distinct packed states with, for every state, the index
+of its parent in the previous level and the id of the action that produced it; nothing
+else is kept, so a counterexample is rebuilt by walking parent links and replaying the
+model. Duplicate detection is exact (packed states are the keys). Because the search is
+breadth-first and each level is checked whole before the next is built, the first
+violation found is at the smallest possible depth, and the figures reported (distinct,
+generated) do not depend on how levels are split into blocks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from invariants.core import Bound, Kind
+
+from .compile import Compiled, Predicate, compile_predicate
+
+BLOCK = 1 << 16  # states expanded per vectorised call
+
+
+@dataclass
+class Level:
+    states: np.ndarray  # (n, words) uint64, sorted by key, distinct
+    parent: np.ndarray  # uint32: index of each state's parent in the previous level
+    action: np.ndarray  # uint32: id of the action that produced it
+
+
+@dataclass
+class Hit:
+    """A reachable state satisfying (witness) or violating (invariant) a predicate."""
+
+    bound: Bound
+    depth: int
+    index: int
+
+
+@dataclass
+class Budget:
+    depth: int | None = None  # steps from the initial state; None = until fixpoint
+    max_states: int | None = None  # distinct states
+    time_limit: float | None = None  # seconds
+
+
+@dataclass
+class SearchResult:
+    distinct: int
+    generated: int
+    depth: int  # deepest level that holds states
+    complete: bool  # every reachable state was explored (fixpoint reached)
+    stop: str  # fixpoint | depth | violation | deadlock | max-states | time-limit
+    violations: list[Hit]
+    witnesses: dict[str, Hit | None]
+    deadlock: tuple[int, int] | None  # (depth, index) of a state with no successor
+    seconds: float
+    levels: list[Level] = field(repr=False)
+
+    def path(self, depth: int, index: int) -> list[tuple[int, int]]:
+        """(action id, index in level) for each step from the initial state to (depth, index)."""
+        steps: list[tuple[int, int]] = []
+        while depth > 0:
+            level = self.levels[depth]
+            steps.append((int(level.action[index]), index))
+            index = int(level.parent[index])
+            depth -= 1
+        steps.reverse()
+        return steps
+
+    def state(self, depth: int, index: int) -> tuple[int, ...]:
+        return tuple(int(w) for w in self.levels[depth].states[index])
+
+
+Progress = Callable[[int, int, int, float], None]  # depth, distinct, generated, seconds
+
+
+class ExplicitSearch:
+    """Breadth-first search of a compiled model against bound invariants."""
+
+    def __init__(
+        self,
+        compiled: Compiled,
+        invariants: Sequence[Bound],
+        budget: Budget,
+        check_deadlock: bool = False,
+        progress: Progress | None = None,
+    ) -> None:
+        self.compiled = compiled
+        self.model = compiled.model
+        self.words = compiled.words
+        self.budget = budget
+        self.check_deadlock = check_deadlock
+        self.progress = progress
+        self.always = [(b, compile_predicate(self.model, b.name, b.term))
+                       for b in invariants if b.kind is Kind.ALWAYS]
+        self.sometimes = [(b, compile_predicate(self.model, b.name, b.term))
+                          for b in invariants if b.kind is Kind.SOMETIMES]
+        self._key = np.dtype(np.uint64) if self.words == 1 else np.dtype((np.void, 8 * self.words))
+
+    def keys(self, states: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(states).view(self._key).reshape(-1)
+
+    def run(self) -> SearchResult:
+        start = time.perf_counter()
+        init = np.array([self.model.init], dtype=np.uint64)
+        levels = [Level(init, np.zeros(1, np.uint32), np.zeros(1, np.uint32))]
+        visited = self.keys(init).copy()
+        generated = 1
+        witnesses: dict[str, Hit | None] = {b.name: None for b, _ in self.sometimes}
+        stop, complete = "fixpoint", True
+        deadlock: tuple[int, int] | None = None
+        violations = self._check(levels[0], 0, witnesses)
+        if violations:
+            stop, complete = "violation", False
+        depth = 0
+        while stop == "fixpoint":
+            frontier = levels[depth].states
+            at_bound = self.budget.depth is not None and depth >= self.budget.depth
+            found, count, dead, why = self._expand(frontier, visited, start, probe=at_bound)
+            generated += count
+            if self.check_deadlock and dead is not None and not at_bound:
+                deadlock, stop, complete = (depth, dead), "deadlock", False
+                break
+            if why:
+                stop, complete = why, False
+                break
+            if found is None:
+                break  # fixpoint: the last level produced nothing new
+            if at_bound:
+                stop, complete = "depth", False
+                break
+            depth += 1
+            levels.append(found)
+            visited = _merge(visited, self.keys(found.states))
+            violations = self._check(found, depth, witnesses)
+            if self.progress:
+                self.progress(depth, len(visited), generated, time.perf_counter() - start)
+            if violations:
+                stop, complete = "violation", False
+            elif self.budget.max_states is not None and len(visited) >= self.budget.max_states:
+                stop, complete = "max-states", False
+        return SearchResult(
+            distinct=len(visited),
+            generated=generated,
+            depth=depth,
+            complete=complete,
+            stop=stop,
+            violations=violations,
+            witnesses=witnesses,
+            deadlock=deadlock,
+            seconds=time.perf_counter() - start,
+            levels=levels,
+        )
+
+    def _expand(
+        self, frontier: np.ndarray, visited: np.ndarray, start: float, probe: bool
+    ) -> tuple[Level | None, int, int | None, str | None]:
+        """The next level: new states with their parents and actions.
+
+        Returns (level or None when nothing is new, successors generated, index of a
+        state without successors or None, budget that stopped the expansion or None).
+        With `probe`, stop at the first new state: only whether one exists matters.
+        """
+        parts_states: list[np.ndarray] = []
+        parts_parent: list[np.ndarray] = []
+        parts_action: list[np.ndarray] = []
+        generated = 0
+        dead: int | None = None
+        for base in range(0, len(frontier), BLOCK):
+            if self.budget.time_limit is not None and time.perf_counter() - start > self.budget.time_limit:
+                return None, generated, dead, "time-limit"
+            block = frontier[base:base + BLOCK]
+            out = self.compiled.expand(block)
+            if self.check_deadlock and dead is None:
+                enabled = np.zeros(len(block), dtype=bool)
+                for _, idx, _ in out:
+                    enabled[idx] = True
+                if not enabled.all():
+                    dead = base + int(np.flatnonzero(~enabled)[0])
+            if not out:
+                continue
+            succ = np.concatenate([n for _, _, n in out])
+            parent = np.concatenate([idx for _, idx, _ in out]).astype(np.uint32) + np.uint32(base)
+            action = np.concatenate([np.full(len(idx), aid, np.uint32) for aid, idx, _ in out])
+            generated += len(succ)
+            keys = self.keys(succ)
+            uniq, first = np.unique(keys, return_index=True)
+            fresh = ~_member(visited, uniq)
+            if not fresh.any():
+                continue
+            keep = first[fresh]
+            if probe:
+                return Level(succ[keep[:1]], parent[keep[:1]], action[keep[:1]]), generated, dead, None
+            parts_states.append(succ[keep])
+            parts_parent.append(parent[keep])
+            parts_action.append(action[keep])
+        if not parts_states:
+            return None, generated, dead, None
+        states = np.concatenate(parts_states)
+        parent = np.concatenate(parts_parent)
+        action = np.concatenate(parts_action)
+        _, first = np.unique(self.keys(states), return_index=True)
+        return Level(states[first], parent[first], action[first]), generated, dead, None
+
+    def _check(self, level: Level, depth: int, witnesses: dict[str, Hit | None]) -> list[Hit]:
+        hits: list[Hit] = []
+        for bound, pred in self.always:
+            bad = ~pred(level.states)
+            if bad.any():
+                hits.append(Hit(bound, depth, int(np.flatnonzero(bad)[0])))
+        for bound, pred in self.sometimes:
+            if witnesses[bound.name] is None:
+                good = pred(level.states)
+                if good.any():
+                    witnesses[bound.name] = Hit(bound, depth, int(np.flatnonzero(good)[0]))
+        return hits
+
+
+def _member(sorted_keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Which queries occur in `sorted_keys`."""
+    if len(sorted_keys) == 0:
+        return np.zeros(len(queries), dtype=bool)
+    pos = np.searchsorted(sorted_keys, queries)
+    pos[pos == len(sorted_keys)] = 0
+    return sorted_keys[pos] == queries
+
+
+def _merge(sorted_keys: np.ndarray, new_keys: np.ndarray) -> np.ndarray:
+    """Insert distinct, not-yet-present sorted keys into a sorted array."""
+    return np.insert(sorted_keys, np.searchsorted(sorted_keys, new_keys), new_keys)
+
+
+def predicate_for(compiled: Compiled, bound: Bound) -> Predicate:
+    return compile_predicate(compiled.model, bound.name, bound.term)

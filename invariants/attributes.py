@@ -1,0 +1,93 @@
+"""Invariants of the attributes/huge-page component (brief §1.3: A-Inv1, A-Inv2, A-Inv4)."""
+
+from __future__ import annotations
+
+import z3
+
+from model.lang import Model
+from model.mmu import AttributesComponent
+from model.mmu.values import ATTRIBUTES
+
+from .core import Invariant, Kind
+
+
+def _part(m: Model) -> AttributesComponent:
+    part = m.parts["attributes"]
+    assert isinstance(part, AttributesComponent)
+    return part
+
+
+def _no_mixed_huge_page(m: Model) -> z3.BoolRef:
+    a = _part(m)
+    clauses = []
+    for r in range(a.sizes.huge_pages):
+        clauses.append(z3.Implies(a.mirror.huge_leaf(r), a.attrs.region_has(r, ATTRIBUTES.PRIVATE)))
+        clauses.append(z3.Implies(a.direct.huge_leaf(r), a.attrs.region_has(r, ATTRIBUTES.SHARED)))
+    return z3.And(*clauses)
+
+
+def _quiescent(a: AttributesComponent) -> z3.BoolRef:
+    return a.inval.in_progress.var == 0
+
+
+def _mapping_matches_attribute(m: Model) -> z3.BoolRef:
+    a = _part(m)
+    clauses = []
+    for g in range(a.sizes.gfns):
+        clauses.append(z3.Implies(a.mirror.maps(g), a.attrs.attr[g].var == ATTRIBUTES.PRIVATE))
+        clauses.append(z3.Implies(a.direct.maps(g), a.attrs.attr[g].var == ATTRIBUTES.SHARED))
+    return z3.Implies(_quiescent(a), z3.And(*clauses))
+
+
+def _mixed_flag_exact(m: Model) -> z3.BoolRef:
+    a = _part(m)
+    exact = [a.attrs.mixed[r].var == z3.Not(a.attrs.region_uniform(r)) for r in range(a.sizes.huge_pages)]
+    return z3.Implies(_quiescent(a), z3.And(*exact))
+
+
+def _fault_between_pre_and_post(m: Model) -> z3.BoolRef:
+    a = _part(m)
+    return z3.And(a.inval.in_progress.var > 0, a.lock.read_held())
+
+
+def _huge_leaf_installed(m: Model) -> z3.BoolRef:
+    a = _part(m)
+    return z3.Or(*[root.huge_leaf(r) for root in a.roots() for r in range(a.sizes.huge_pages)])
+
+
+INVARIANTS = (
+    Invariant(
+        "no_mixed_huge_page", Kind.ALWAYS,
+        "A-Inv1: a huge leaf maps only GFNs whose attributes are all equal and match its "
+        "root (mirror: PRIVATE, direct: SHARED)",
+        "KVM_LPAGE_MIXED_FLAG; kvm_arch_pre_set_memory_attributes(), commit 9129633d568e",
+        ("attributes",), _no_mixed_huge_page,
+    ),
+    Invariant(
+        "mapping_matches_attribute", Kind.ALWAYS,
+        "A-Inv2: with no invalidation in progress, every mirror leaf maps a PRIVATE GFN and "
+        "every direct leaf a SHARED one",
+        "mmu_invalidate_retry_gfn() / is_page_fault_stale(); commit 8dd2eee9d526",
+        ("attributes",), _mapping_matches_attribute,
+    ),
+    Invariant(
+        "mixed_flag_exact", Kind.ALWAYS,
+        "A-Inv4: with no invalidation in progress, KVM_LPAGE_MIXED_FLAG is set exactly for "
+        "huge pages whose GFNs' attributes differ",
+        "kvm_arch_post_set_memory_attributes(), hugepage_has_attrs() in arch/x86/kvm/mmu/mmu.c",
+        ("attributes",), _mixed_flag_exact,
+    ),
+    Invariant(
+        "fault_between_pre_and_post", Kind.SOMETIMES,
+        "a vCPU holds mmu_lock for read while KVM_SET_MEMORY_ATTRIBUTES is between its pre "
+        "pass and its post pass",
+        "kvm_vm_set_mem_attributes(): xa_store() runs without mmu_lock",
+        ("attributes",), _fault_between_pre_and_post,
+    ),
+    Invariant(
+        "huge_leaf_installed", Kind.SOMETIMES,
+        "some root maps a huge region with a 2M leaf",
+        "kvm_mmu_hugepage_adjust(), tdp_mmu_map_handle_target_level()",
+        ("attributes",), _huge_leaf_installed,
+    ),
+)

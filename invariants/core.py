@@ -1,0 +1,86 @@
+"""What an invariant is: a named z3 predicate over a model's fields.
+
+ALWAYS invariants must hold in every reachable state (safety). SOMETIMES invariants are
+witnesses: some reachable state must satisfy them, so that a model which never reaches
+the interesting race cannot pass vacuously.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import z3
+
+from model.lang import Model, ModelError, UnknownName
+
+
+class Kind(enum.Enum):
+    ALWAYS = "ALWAYS"
+    SOMETIMES = "SOMETIMES"
+
+
+@dataclass(frozen=True)
+class Invariant:
+    """A named predicate: `formula(model)` builds its z3 term for a built model."""
+
+    name: str
+    kind: Kind
+    statement: str  # one line, in kernel terms
+    reference: str  # kernel function, commit or lore link
+    requires: tuple[str, ...]  # components the formula reads
+    formula: Callable[[Model], z3.BoolRef]
+
+    def bind(self, model: Model) -> Bound:
+        term = self.formula(model)
+        if not z3.is_bool(term):
+            raise ModelError(f"invariant {self.name!r} does not build a boolean term")
+        return Bound(self, term)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """An invariant together with its term for one model."""
+
+    invariant: Invariant
+    term: z3.BoolRef
+
+    @property
+    def name(self) -> str:
+        return self.invariant.name
+
+    @property
+    def kind(self) -> Kind:
+        return self.invariant.kind
+
+
+def applicable(catalogue: Iterable[Invariant], model: Model) -> list[Invariant]:
+    """The invariants whose components are all part of `model`, in catalogue order."""
+    return [i for i in catalogue if all(c in model.parts for c in i.requires)]
+
+
+def select(catalogue: Iterable[Invariant], model: Model, names: Iterable[str] | None) -> list[Bound]:
+    """Bind the named invariants (all applicable ones when `names` is None)."""
+    usable = applicable(catalogue, model)
+    if names is None:
+        return [i.bind(model) for i in usable]
+    by_name = {i.name: i for i in usable}
+    chosen: list[Bound] = []
+    for n in names:
+        if n not in by_name:
+            raise UnknownName("invariant", n, by_name)
+        chosen.append(by_name[n].bind(model))
+    return chosen
+
+
+def facts(model: Model) -> list[Bound]:
+    """The model's own facts, as ALWAYS invariants: the search verifies what the build assumed."""
+    out: list[Bound] = []
+    for f in model.facts:
+        inv = Invariant(
+            f.name, Kind.ALWAYS, f.statement, f"model fact of component {f.component}",
+            (), lambda _m, term=f.term: term,
+        )
+        out.append(Bound(inv, f.term))
+    return out

@@ -1,0 +1,48 @@
+"""The modelling core: typed finite fields, a packed state schema, guarded actions over z3
+terms, named guards (knobs) and the builder that checks a model when it is built.
+
+Nothing here knows about KVM.
+"""
+
+from .actions import Action, Step, kernel, models
+from .builder import Fact, GuardInfo, Model, ModelBuilder, UnknownName
+from .component import Component, compose, order
+from .domains import BOOL, BoolDomain, Domain, EnumDomain, IntDomain
+from .errors import ModelError, SolverUnknown
+from .exprs import count_true, evaluate, free_constants
+from .fields import Family, Field
+from .options import Option, OptionError, resolve
+from .printer import show
+from .schema import Schema
+
+__all__ = [
+    "BOOL",
+    "Action",
+    "BoolDomain",
+    "Component",
+    "Domain",
+    "EnumDomain",
+    "Fact",
+    "Family",
+    "Field",
+    "GuardInfo",
+    "IntDomain",
+    "Model",
+    "ModelBuilder",
+    "ModelError",
+    "Option",
+    "OptionError",
+    "Schema",
+    "SolverUnknown",
+    "Step",
+    "UnknownName",
+    "compose",
+    "count_true",
+    "evaluate",
+    "free_constants",
+    "kernel",
+    "models",
+    "order",
+    "resolve",
+    "show",
+]

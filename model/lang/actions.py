@@ -1,0 +1,69 @@
+"""Actions: atomic guarded steps with concrete parameters.
+
+A model author writes an action as a method decorated with `@kernel("function")`, whose
+docstring says what kernel code it models and what it leaves out, and which returns a
+`Step`: a display line, a guard and an effect, both as z3 terms over the state fields.
+The builder calls it once for each concrete parameter tuple, so guards and effects are
+quantifier-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import z3
+
+from .fields import Field
+
+Value = z3.ExprRef | int | bool
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one action instance does: `text` names the kernel call as a reviewer would."""
+
+    text: str
+    guard: z3.BoolRef | bool
+    effect: Mapping[Field, Value]
+
+
+F = TypeVar("F", bound=Callable[..., Step])
+
+
+def models(function: str) -> Callable[[F], F]:
+    """Mark an action method with the function (or protocol step) it models."""
+
+    def mark(fn: F) -> F:
+        fn.__kernel_function__ = function  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+kernel = models  # MMU actions name a kernel function
+
+
+@dataclass(frozen=True, eq=False)
+class Action:
+    """One atomic step of the model with its parameters fixed."""
+
+    id: int
+    name: str  # the method's name
+    params: tuple[tuple[str, Any], ...]
+    actor: str  # who takes the step: "vCPU0", "ioctl", "TDX module", ...
+    kernel: str  # the kernel function it models
+    text: str  # the display line for this instance
+    doc: str
+    guard: z3.BoolRef
+    effect: tuple[tuple[Field, z3.ExprRef], ...]
+
+    @property
+    def key(self) -> str:
+        """A unique, stable name for this instance: `name(p=v, ...)`."""
+        args = ", ".join(f"{k}={v}" for k, v in self.params)
+        return f"{self.name}({args})"
+
+    def writes(self) -> tuple[Field, ...]:
+        return tuple(f for f, _ in self.effect)

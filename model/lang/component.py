@@ -1,0 +1,63 @@
+"""Components: named parts of a model that a spec enables or leaves out.
+
+A component declares its fields, guards and facts first (`declare`), and adds its
+actions second (`define`), after every enabled component has declared: an action may
+then read fields of the components it requires, and a writer may wait for readers that
+another component registered. A disabled component adds nothing, so small questions
+keep small state spaces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
+
+from .builder import ModelBuilder, UnknownName
+from .errors import ModelError
+from .options import Option
+
+
+class Component:
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    requires: ClassVar[tuple[str, ...]] = ()
+    options: ClassVar[tuple[Option, ...]] = ()
+
+    def declare(self, b: ModelBuilder, deps: Mapping[str, Component]) -> None:
+        raise NotImplementedError
+
+    def define(self, b: ModelBuilder) -> None:
+        raise NotImplementedError
+
+
+def order(available: Mapping[str, type[Component]], wanted: Sequence[str]) -> list[str]:
+    """`wanted` plus everything it requires, each after its requirements."""
+    done: list[str] = []
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in done:
+            return
+        if name in path:
+            raise ModelError(f"components require each other in a cycle: {' -> '.join((*path, name))}")
+        if name not in available:
+            raise UnknownName("component", name, available)
+        for dep in available[name].requires:
+            visit(dep, (*path, name))
+        done.append(name)
+
+    for w in wanted:
+        visit(w, ())
+    return done
+
+
+def compose(b: ModelBuilder, instances: Sequence[Component]) -> None:
+    """Declare every component, then define every component, in the given order."""
+    seen: dict[str, Component] = {}
+    for c in instances:
+        b.part(c.name, c)
+        c.declare(b, seen)
+        seen[c.name] = c
+    for c in instances:
+        b.component = c.name
+        c.define(b)
+

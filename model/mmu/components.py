@@ -1,0 +1,127 @@
+"""The MMU's components and how a scenario's choice of them becomes a built model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from model.lang import Component, Model, ModelBuilder, Option, OptionError, compose, order, resolve
+
+from .attributes import MemoryAttributes
+from .fault import FaultPath
+from .invalidate import Invalidation
+from .locks import MmuLock
+from .set_memory_attributes import Conversion, SetMemoryAttributes
+from .sizes import Sizes
+from .tdp import Root
+
+LEVELS = ("4K", "2M")
+
+
+class AttributesComponent(Component):
+    """Per-4K private/shared attributes, huge-page eligibility and the fault path."""
+
+    name = "attributes"
+    summary = (
+        "private/shared attributes per GFN, KVM_LPAGE_MIXED_FLAG, the invalidation sequence, "
+        "direct and mirror roots at 4K and 2M, the vCPU fault path and KVM_SET_MEMORY_ATTRIBUTES"
+    )
+    options = (
+        Option("private_level", str, "2M", "guest_memfd folio level (private backing)", LEVELS),
+        Option("shared_level", str, "2M", "host mapping level (shared backing)", LEVELS),
+        Option(
+            "initial_attributes", str, "shared",
+            "'shared', 'private', or one letter per GFN, S or P (e.g. 'SPSS')",
+        ),
+        Option("max_conversions", int, 2, "KVM_SET_MEMORY_ATTRIBUTES calls allowed", minimum=0, maximum=4),
+        Option(
+            "conversions", list, [],
+            "a list of {start, end, attributes} tables (GFNs [start, end), 'shared' or "
+            "'private'); empty means any range to either attribute",
+        ),
+    )
+
+    def __init__(self, sizes: Sizes, options: Mapping[str, Any]) -> None:
+        self.sizes = sizes
+        self.config = resolve(self.options, options)
+        self.initial = _initial_attributes(self.config["initial_attributes"], sizes)
+        self.conversions = _conversions(self.config["conversions"], sizes)
+
+    def declare(self, b: ModelBuilder, deps: Mapping[str, Component]) -> None:
+        sizes = self.sizes
+        self.lock = MmuLock()
+        self.attrs = MemoryAttributes(
+            b, sizes, self.initial, self.config["private_level"], self.config["shared_level"]
+        )
+        self.inval = Invalidation(b, sizes, self.config["max_conversions"])
+        self.direct = Root(b, sizes, "direct", private=False)
+        self.mirror = Root(b, sizes, "mirror", private=True)
+        self.fault = FaultPath(b, sizes, self.attrs, self.inval, self.lock, self.direct, self.mirror)
+        self.ioctl = SetMemoryAttributes(
+            b, sizes, self.attrs, self.inval, self.lock, self.direct, self.mirror, self.conversions
+        )
+
+    def define(self, b: ModelBuilder) -> None:
+        self.fault.define(b)
+        self.ioctl.define(b)
+
+    def roots(self) -> tuple[Root, Root]:
+        return self.direct, self.mirror
+
+
+COMPONENTS: dict[str, type[Component]] = {"attributes": AttributesComponent}
+
+
+def _initial_attributes(text: str, sizes: Sizes) -> list[str]:
+    n = sizes.gfns
+    if text in ("shared", "private"):
+        return [text.upper()] * n
+    letters = {"S": "SHARED", "P": "PRIVATE"}
+    if len(text) != n or any(ch not in letters for ch in text):
+        raise OptionError(
+            "initial_attributes", f"{text!r} does not describe {n} GFNs",
+            f"'shared', 'private', or {n} letters S/P",
+        )
+    return [letters[ch] for ch in text]
+
+
+def _conversions(entries: list[Any], sizes: Sizes) -> list[Conversion]:
+    n = sizes.gfns
+    if not entries:
+        return [
+            Conversion(s, e, a)
+            for s in range(n)
+            for e in range(s + 1, n + 1)
+            for a in ("PRIVATE", "SHARED")
+        ]
+    out: list[Conversion] = []
+    for i, entry in enumerate(entries):
+        key = f"conversions[{i}]"
+        if not isinstance(entry, dict) or set(entry) != {"start", "end", "attributes"}:
+            raise OptionError(key, f"{entry!r} is not a table of start, end, attributes",
+                              "{start = GFN, end = GFN, attributes = 'shared' | 'private'}")
+        start, end, attributes = entry["start"], entry["end"], entry["attributes"]
+        ok_ints = all(isinstance(x, int) and not isinstance(x, bool) for x in (start, end))
+        if not ok_ints or not 0 <= start < end <= n:
+            raise OptionError(f"{key}.start/end", f"[{start}, {end}) is not a range of GFNs",
+                              f"0 <= start < end <= {n}")
+        if attributes not in ("shared", "private"):
+            raise OptionError(f"{key}.attributes", f"{attributes!r} is not allowed", "'shared' | 'private'")
+        out.append(Conversion(start, end, attributes.upper()))
+    return out
+
+
+def build(
+    components: Iterable[str],
+    sizes: Sizes,
+    options: Mapping[str, Mapping[str, Any]],
+    guards_off: Iterable[str] = (),
+    name: str = "mmu",
+    description: str = "",
+) -> Model:
+    """Build the MMU model made of `components` (and what they require)."""
+    names = order(COMPONENTS, list(components))
+    b = ModelBuilder(name, guards_off)
+    instances = [COMPONENTS[n](sizes, options.get(n, {})) for n in names]  # type: ignore[call-arg]
+    compose(b, instances)
+    return b.build(description)

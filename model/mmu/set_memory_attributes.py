@@ -1,0 +1,192 @@
+"""KVM_SET_MEMORY_ATTRIBUTES as the ioctl thread runs it: pre pass, stores, post pass.
+
+Kernel: kvm_vm_set_mem_attributes() in virt/kvm/kvm_main.c, with the x86 hooks
+kvm_arch_pre_set_memory_attributes() and kvm_arch_post_set_memory_attributes() in
+arch/x86/kvm/mmu/mmu.c. The thread holds slots_lock throughout; it is the only writer of
+mem_attr_array, so slots_lock needs no field of its own.
+
+Which conversions the thread may make is a scenario option: by default any range of the
+slot to either attribute, at most `max_conversions` times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import z3
+
+from model.lang import EnumDomain, Field, IntDomain, ModelBuilder, Step, kernel
+
+from .attributes import MemoryAttributes
+from .invalidate import Invalidation
+from .locks import MmuLock
+from .sizes import Sizes
+from .tdp import Root
+from .values import ATTRIBUTES
+
+IOCTL_STEP = EnumDomain("set_mem_attributes_step", ["IDLE", "STORE", "POST"])
+
+ACTOR = "ioctl"
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """One KVM_SET_MEMORY_ATTRIBUTES call: GFNs [start, end) to `attributes`."""
+
+    start: int
+    end: int
+    attributes: str  # "SHARED" | "PRIVATE"
+
+    def text(self) -> str:
+        return f"[g{self.start},g{self.end}) -> {self.attributes}"
+
+
+class SetMemoryAttributes:
+    def __init__(
+        self,
+        b: ModelBuilder,
+        sizes: Sizes,
+        attrs: MemoryAttributes,
+        inval: Invalidation,
+        lock: MmuLock,
+        direct: Root,
+        mirror: Root,
+        conversions: Sequence[Conversion],
+    ) -> None:
+        self.sizes, self.attrs, self.inval, self.lock = sizes, attrs, inval, lock
+        self.direct, self.mirror = direct, mirror
+        self.conversions = tuple(conversions)
+        n = sizes.gfns
+        gfn_names = {g: f"g{g}" for g in range(n + 1)}
+        self.step: Field = b.field("ioctl.step", IOCTL_STEP, "IDLE", "where the ioctl thread is")
+        self.start: Field = b.field("ioctl.start", IntDomain(0, n, gfn_names), 0, "range start")
+        self.end: Field = b.field("ioctl.end", IntDomain(0, n, gfn_names), 0, "range end")
+        self.attributes: Field = b.field(
+            "ioctl.attributes", ATTRIBUTES, "SHARED", "the attributes being set"
+        )
+        self.next_gfn: Field = b.field(
+            "ioctl.next_gfn", IntDomain(0, n, gfn_names), 0, "the next xa_store of the store pass"
+        )
+        self.huge_range = b.guard(
+            "huge-range",
+            "kvm_arch_pre_set_memory_attributes() adds the whole huge page holding the head "
+            "and the tail of the range to the invalidation range",
+            "commit 9129633d568e (KVM: x86/mmu: Prevent installing hugepages when mem "
+            "attributes are changing)",
+        )
+        b.fact(
+            "invalidation_tracks_ioctl",
+            "mmu_invalidate_in_progress is 1 exactly while the ioctl is between its pre and "
+            "post pass, and seq + in_progress never exceeds the scenario's bound",
+            z3.And(
+                (inval.in_progress.var == 1) == (self.step.var != IOCTL_STEP.IDLE),
+                inval.seq.var + inval.in_progress.var <= inval.max_invalidations,
+            ),
+        )
+
+    def define(self, b: ModelBuilder) -> None:
+        for c in self.conversions:
+            b.action(self.kvm_pre_set_memory_attributes, ACTOR, conversion=c)
+        for g in range(self.sizes.gfns):
+            b.action(self.xa_store, ACTOR, gfn=g)
+        b.action(self.kvm_arch_post_set_memory_attributes, ACTOR)
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _widened_range(self, c: Conversion) -> tuple[z3.ArithRef | int, z3.ArithRef | int]:
+        """The invalidation range after kvm_arch_pre_set_memory_attributes() (2M level).
+
+        The head huge page is added when the range does not cover it whole; the tail one
+        when it is another huge page that sticks out past the end; either only if it is
+        not already mixed (a mixed huge page cannot be mapped huge anyway).
+        """
+        if not self.huge_range:
+            return c.start, c.end
+        p = self.sizes.pages_per_huge
+        head = c.start - c.start % p
+        tail = (c.end - 1) - (c.end - 1) % p
+        start: z3.ArithRef | int = c.start
+        end: z3.ArithRef | int = c.end
+        if head != c.start or head + p > c.end:
+            add_head = z3.Not(self.attrs.mixed[head // p].var)
+            start = z3.If(add_head, head, c.start)
+            end = z3.If(add_head, max(head + p, c.end), c.end)
+        if tail != head and tail + p > c.end:
+            end = z3.If(z3.Not(self.attrs.mixed[tail // p].var), tail + p, end)
+        return start, end
+
+    # -- actions --------------------------------------------------------------------
+
+    @kernel("kvm_vm_set_mem_attributes")
+    def kvm_pre_set_memory_attributes(self, conversion: Conversion) -> Step:
+        """kvm_vm_set_mem_attributes() up to and including its pre pass.
+
+        Returns early when kvm_range_has_memory_attributes() says the range already has
+        the attributes. Otherwise kvm_handle_gfn_range(pre_set_range) takes mmu_lock for
+        write once: kvm_mmu_invalidate_begin(), kvm_mmu_invalidate_range_add() of the
+        range, kvm_arch_pre_set_memory_attributes() (widening to head/tail huge pages,
+        guard `huge-range`), and kvm_unmap_gfn_range() of the leaves of the root whose
+        attribute is being revoked (KVM_FILTER_SHARED when going private,
+        KVM_FILTER_PRIVATE when going shared), then the TLB flush and unlock.
+        Left out: xa_reserve() failing with -ENOMEM, the remote TLB flush itself.
+        """
+        c = conversion
+        value = getattr(ATTRIBUTES, c.attributes)
+        revoked = self.direct if c.attributes == "PRIVATE" else self.mirror
+        start, end = self._widened_range(c)
+        guard = z3.And(
+            self.step.var == IOCTL_STEP.IDLE,
+            self.inval.budget_left(),
+            z3.Not(self.attrs.range_has(c.start, c.end, value)),
+            self.lock.write_lockable(),
+        )
+        effect: dict[Field, object] = {
+            **self.inval.begin_with_range(start, end),
+            **revoked.zap_leafs(c.start, c.end),
+            self.step: IOCTL_STEP.STORE,
+            self.start: c.start,
+            self.end: c.end,
+            self.attributes: value,
+            self.next_gfn: c.start,
+        }
+        return Step(f"kvm_pre_set_memory_attributes({c.text()})", guard, effect)
+
+    @kernel("xa_store")
+    def xa_store(self, gfn: int) -> Step:
+        """One xa_store(&kvm->mem_attr_array, gfn, ...) of kvm_vm_set_mem_attributes().
+
+        The stores run without mmu_lock, one GFN at a time, so faults may interleave
+        between them; in_progress and the range cover every GFN being stored.
+        """
+        last = self.end.var == gfn + 1
+        guard = z3.And(self.step.var == IOCTL_STEP.STORE, self.next_gfn.var == gfn)
+        effect: dict[Field, object] = {
+            self.attrs.attr[gfn]: self.attributes.var,
+            self.next_gfn: z3.If(last, 0, gfn + 1),
+            self.step: z3.If(last, IOCTL_STEP.POST, IOCTL_STEP.STORE),
+        }
+        return Step(f"xa_store(mem_attr_array, g{gfn})", guard, effect)
+
+    @kernel("kvm_arch_post_set_memory_attributes")
+    def kvm_arch_post_set_memory_attributes(self) -> Step:
+        """The post pass: kvm_handle_gfn_range(post_set_range) under mmu_lock for write.
+
+        on_lock is kvm_mmu_invalidate_end() (seq++, in_progress--); then
+        kvm_arch_post_set_memory_attributes() clears KVM_LPAGE_MIXED_FLAG of huge pages
+        wholly inside the range and recomputes it with hugepage_has_attrs() for the head
+        and tail huge pages that stick out. Both happen in one critical section, so no
+        fault sees the new seq with stale mixed bits. Left out: the 1G level.
+        """
+        effect: dict[Field, object] = dict(self.inval.end())
+        for r, base in enumerate(self.sizes.region_bases()):
+            top = base + self.sizes.pages_per_huge
+            touched = z3.And(self.start.var < top, self.end.var > base)
+            inside = z3.And(self.start.var <= base, self.end.var >= top)
+            has = self.attrs.region_has(r, self.attributes.var)
+            mixed = self.attrs.mixed[r]
+            effect[mixed] = z3.If(touched, z3.If(inside, False, z3.Not(has)), mixed.var)
+        effect |= {self.step: IOCTL_STEP.IDLE, self.start: 0, self.end: 0,
+                   self.attributes: ATTRIBUTES.SHARED, self.next_gfn: 0}
+        guard = z3.And(self.step.var == IOCTL_STEP.POST, self.lock.write_lockable())
+        return Step("kvm_arch_post_set_memory_attributes()", guard, effect)
