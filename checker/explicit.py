@@ -6,7 +6,8 @@ else is kept, so a counterexample is rebuilt by walking parent links and replayi
 model. Duplicate detection is exact (packed states are the keys). Because the search is
 breadth-first and each level is checked whole before the next is built, the first
 violation found is at the smallest possible depth, and the figures reported (distinct,
-generated) do not depend on how levels are split into blocks.
+generated) do not depend on how levels are split into blocks. Among several ways to
+reach a state, the parent kept is the one with the smallest (parent index, action id).
 """
 
 from __future__ import annotations
@@ -187,6 +188,10 @@ class ExplicitSearch:
             parent = np.concatenate([idx for _, idx, _ in out]).astype(np.uint32) + np.uint32(base)
             action = np.concatenate([np.full(len(idx), aid, np.uint32) for aid, idx, _ in out])
             generated += len(succ)
+            # Order candidates by (parent, action) so that the first occurrence of a state,
+            # which np.unique keeps, is the same whatever the block size.
+            order = np.argsort(parent, kind="stable")
+            succ, parent, action = succ[order], parent[order], action[order]
             keys = self.keys(succ)
             uniq, first = np.unique(keys, return_index=True)
             fresh = ~_member(visited, uniq)

@@ -83,7 +83,8 @@ def _header(model: Model, context: Context) -> list[str]:
         f"Spec:       {context.spec}",
         f"Components: {', '.join(model.parts) or 'none'}",
         f"Guards off: {', '.join(model.guards_off()) or 'none'}",
-        f"Reproduce:  {context.command}",
+        "Reproduce:",
+        f"  {context.command}",
     ]
 
 

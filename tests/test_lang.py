@@ -128,7 +128,7 @@ def test_effect_on_a_field_of_another_model_is_rejected() -> None:
 
 
 def test_constant_outside_the_domain_is_rejected_at_once() -> None:
-    with pytest.raises(ModelError, match="outside int 0..3"):
+    with pytest.raises(ModelError, match=r"outside int 0\.\.3"):
         toy("big")
 
 
@@ -195,8 +195,13 @@ def test_initial_values_are_checked() -> None:
 DOMAINS = [BOOL, COLOR, IntDomain(-2, 5), IntDomain(0, 0), IntDomain(0, (1 << 40) - 1), EnumDomain("one", ["ONLY"])]
 
 
+def _values_of(i: int) -> st.SearchStrategy[int]:
+    d = DOMAINS[i]
+    return st.integers(d.lo, d.lo + d.size - 1)
+
+
 @given(st.lists(st.sampled_from(range(len(DOMAINS))), min_size=1, max_size=12).flatmap(
-    lambda idx: st.tuples(st.just(idx), st.tuples(*[st.integers(DOMAINS[i].lo, DOMAINS[i].lo + DOMAINS[i].size - 1) for i in idx]))
+    lambda idx: st.tuples(st.just(idx), st.tuples(*[_values_of(i) for i in idx]))
 ))
 def test_pack_then_unpack_is_the_identity(case: tuple[list[int], tuple[int, ...]]) -> None:
     idx, vals = case

@@ -1,0 +1,171 @@
+"""The command line: exit codes, clear errors for bad input, exports, determinism."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import networkx as nx
+import pytest
+
+from checker.cli import main
+
+from .shipped import ROOT
+
+A1 = ROOT / "specs" / "hugepage-over-converting-attrs__no-huge-range.toml"
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write_spec(tmp_path: Path, text: str, name: str = "bad.toml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+GOOD = '''components = ["attributes"]
+[sizes]
+vcpus = 1
+'''
+
+
+@pytest.mark.parametrize(("text", "key", "allowed"), [
+    ("colour = 1\n" + GOOD, "colour", "components"),
+    ('components = ["attributes"]\n[sizes]\nvcpus = "two"\n', "sizes.vcpus", "an integer in 1..4"),
+    ('components = ["attributes"]\n[sizes]\nvcpus = 9\n', "sizes.vcpus", "an integer in 1..4"),
+    (GOOD + '[guards]\nno-such-guard = "off"\n', "guards.no-such-guard", "huge-range, range-check, seq-check"),
+    (GOOD + '[guards]\nseq-check = "maybe"\n', "guards.seq-check", "'off' | 'on'"),
+    ('invariants = ["no_such_invariant"]\n' + GOOD, "invariants", "no_mixed_huge_page"),
+    ('components = ["tdx9"]\n', "components", "attributes"),
+    (GOOD + '[attributes]\nprivate_level = "1G"\n', "attributes.private_level", "'4K' | '2M'"),
+    (GOOD + '[attributes]\nconversions = [{start = 3, end = 9, attributes = "private"}]\n',
+     "attributes.conversions[0].start/end", "0 <= start < end <= 4"),
+    (GOOD + '[attributes]\ninitial_attributes = "SPX"\n', "attributes.initial_attributes", "4 letters S/P"),
+    (GOOD + '[expect]\nresult = "maybe"\n', "expect.result", "'pass' | 'violation'"),
+    (GOOD + '[expect]\nresult = "violation"\ninvariant = "huge_leaf_installed"\n', "expect.invariant",
+     "no_mixed_huge_page"),
+    (GOOD + '[expect]\nresult = "pass"\nwitnesses = ["nope"]\n', "expect.witnesses", "huge_leaf_installed"),
+    ("depth = -1\n" + GOOD, "depth", "an integer >= 0"),
+    ("components = [\n", "toml", ""),
+])
+def test_bad_specs_exit_2_naming_file_key_and_allowed_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, key: str, allowed: str
+) -> None:
+    path = write_spec(tmp_path, text)
+    out_dir = tmp_path / "out"
+    code, out, err = run(capsys, "--spec", path, "--export", str(out_dir))
+    assert code == 2
+    assert err.startswith(f"error: {path}: {key}:"), err
+    assert allowed in err
+    assert "Traceback" not in err and out == ""
+    assert not out_dir.exists(), "nothing may be written for a bad spec"
+
+
+def test_missing_spec_file_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "--spec", "no/such/file.toml")
+    assert code == 2 and "no/such/file.toml: file: cannot be read" in err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--guard", "seq-check"], "write NAME=off or NAME=on"),
+    (["--guard", "nope=off"], "--guard: unknown guard; allowed: huge-range, range-check, seq-check"),
+    (["--invariant", "nope"], "--invariant: unknown invariant 'nope'"),
+    (["--depth", "-3"], "--depth must be >= 0"),
+    (["--format", "pdf"], "unknown format 'pdf'"),
+])
+def test_bad_options_exit_2(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    try:
+        code = main(args)
+    except SystemExit as e:  # argparse reports usage errors by exiting
+        code = e.code  # type: ignore[assignment]
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_budget_stop_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--max-states", "500")
+    assert code == 3
+    assert "complete=no" in out and "stopped: max-states" in out
+
+
+def test_depth_bound_without_violation_exits_0_and_reports_incomplete(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--depth", "5", "--ignore-expected")
+    assert code == 0
+    assert "depth=5 complete=no" in out
+
+
+def test_guard_override_finds_the_bug_in_the_default_scenario(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--guard", "huge-range=off")
+    assert code == 1
+    assert "violation: no_mixed_huge_page after 8 steps" in out
+    assert "Guards off: huge-range" in out and "Reproduce:\n  python -m checker --guard huge-range=off" in out
+
+
+def test_a1_counterexample_reads_as_a_race(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--spec", str(A1))
+    assert code == 0
+    text = out[out.index("KVM: x86/mmu:"):out.index("\nwitness")]
+    assert "kvm_pre_set_memory_attributes([g1,g2) -> PRIVATE)" in text
+    assert "xa_store(mem_attr_array, g1)" in text
+    assert "tdp_mmu_map_handle_target_level(direct, 2M@g0)" in text
+    assert "fails at: mem_attr_array[g1] == SHARED" in text
+    assert "where mem_attr_array[g1] = PRIVATE" in text
+    # only the file name and the command to paste may run past 80 columns
+    lines = text.splitlines()
+    long = [ln for ln in lines if len(ln) > 80 and not ln.startswith(("Spec:", "  python -m checker"))]
+    assert not long, long
+    steps = [line for line in text.splitlines() if line[:3].strip().isdigit()]
+    assert len(steps) == 8 and {s.split()[1] for s in steps} == {"ioctl", "vCPU0"}
+
+
+def test_export_writes_every_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--spec", str(A1), "--export", str(tmp_path))
+    assert code == 0
+    stem = A1.stem
+    for ext in ("txt", "json", "dot", "graphml"):
+        assert (tmp_path / f"{stem}.{ext}").is_file(), ext
+        assert f"wrote {tmp_path / f'{stem}.{ext}'}" in out
+    doc = json.loads((tmp_path / f"{stem}.json").read_text())
+    assert doc["schema_version"] == 1 and doc["invariant"]["name"] == "no_mixed_huge_page"
+    assert len(doc["steps"]) == 8 and doc["model"]["guards_off"] == ["huge-range"]
+    graph = nx.read_graphml(tmp_path / f"{stem}.graphml")
+    assert graph.number_of_nodes() == 9 and graph.number_of_edges() == 8
+    assert {d["actor"] for _, _, d in graph.edges(data=True)} == {"ioctl", "vCPU0"}
+    dot = (tmp_path / f"{stem}.dot").read_text()
+    assert dot.startswith('digraph "no_mixed_huge_page"') and len(re.findall(r'^  "s\d+" -> "s\d+"', dot, re.M)) == 8
+    assert (tmp_path / f"{stem}.txt").read_text().startswith("KVM: x86/mmu: no_mixed_huge_page violated")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left behind"
+
+
+def test_output_is_deterministic() -> None:
+    cmd = [sys.executable, "-m", "checker", "--spec", str(A1), "--ignore-expected"]
+    first = subprocess.run(cmd, capture_output=True, cwd=ROOT, check=False)
+    second = subprocess.run(cmd, capture_output=True, cwd=ROOT, check=False)
+    assert first.returncode == second.returncode == 1
+    assert first.stdout == second.stdout and first.stdout
+
+
+@pytest.mark.parametrize(("what", "expect"), [
+    ("guards", "huge-range (attributes, on)"),
+    ("invariants", "no_mixed_huge_page (ALWAYS)"),
+    ("actions", "kvm_arch_post_set_memory_attributes()"),
+    ("components", "attributes:"),
+    ("specs", "hugepage-over-converting-attrs__no-huge-range.toml"),
+])
+def test_list(capsys: pytest.CaptureFixture[str], what: str, expect: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    code, out, _ = run(capsys, "list", what)
+    assert code == 0 and expect in out
+
+
+def test_witness_trace_on_request(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--witness", "huge_leaf_installed")
+    assert code == 0
+    assert "Witness: huge_leaf_installed reached after 6 steps" in out

@@ -1,0 +1,67 @@
+"""Every shipped spec meets its expected result and its pinned figures."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from checker.cli import main
+from checker.spec import load
+
+from .shipped import ROOT, SPECS
+
+SUMMARY = re.compile(r"^states=\d+ distinct=(\d+) depth=(\d+) complete=(yes|no)$", re.M)
+
+
+def test_every_spec_pins_its_expected_result_and_distinct_count() -> None:
+    assert SPECS, "no specs shipped"
+    for path in SPECS:
+        spec = load(path)
+        assert spec.expect is not None, f"{path.name} has no [expect]"
+        assert spec.expect.distinct is not None, f"{path.name} does not pin distinct"
+        assert spec.description.strip(), f"{path.name} has no description"
+
+
+def test_every_guard_has_a_spec_that_shows_what_breaks_without_it() -> None:
+    guards = set(load(ROOT / "specs" / "attributes-default.toml").build().guards)
+    switched_off = {g for path in SPECS for g in load(path).guards_off}
+    assert guards <= switched_off, f"guards without a spec: {sorted(guards - switched_off)}"
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
+def test_spec_meets_its_expectation(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = load(path)
+    assert spec.expect is not None
+    assert main(["--spec", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "met" in out.splitlines()[-1] and "NOT met" not in out
+    distinct, _, complete = SUMMARY.search(out).groups()  # type: ignore[union-attr]
+    assert int(distinct) == spec.expect.distinct
+    if spec.expect.result == "violation":
+        assert f"violation: {spec.expect.invariant} after " in out
+        assert f"Violated: {spec.expect.invariant} (ALWAYS)" in out
+        assert complete == "no"
+    else:
+        assert "violation:" not in out
+        assert complete == ("yes" if spec.expect.complete else complete)
+
+
+@pytest.mark.parametrize("path", [p for p in SPECS if "__" in p.stem], ids=lambda p: p.stem)
+def test_bug_specs_fail_when_checked_plainly(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--spec", str(path), "--ignore-expected"]) == 1
+    assert "violation: " in capsys.readouterr().out
+
+
+def test_the_embedded_default_is_the_shipped_default_spec() -> None:
+    embedded = (ROOT / "checker" / "scenarios" / "attributes-default.toml").read_bytes()
+    assert embedded == (ROOT / "specs" / "attributes-default.toml").read_bytes()
+
+
+def test_default_scenario_reaches_a_fixpoint_within_depth_40(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--depth", "40"]) == 0
+    out = capsys.readouterr().out
+    assert SUMMARY.search(out).group(3) == "yes"  # type: ignore[union-attr]
+    assert "witness fault_between_pre_and_post: reached" in out
+    assert "witness huge_leaf_installed: reached" in out
