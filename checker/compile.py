@@ -48,11 +48,16 @@ Predicate = Callable[[np.ndarray], np.ndarray]
 
 
 class _Emitter:
-    """Translates z3 terms to NumPy expressions over named field arrays."""
+    """Translates z3 terms to Python expressions over named field values.
 
-    def __init__(self, fields: dict[str, Field], where: str) -> None:
+    The vector dialect works on NumPy arrays (`&`, `|`, `~`, np.where); the scalar dialect
+    on plain Python values (`and`, `or`, `not`, conditional expressions).
+    """
+
+    def __init__(self, fields: dict[str, Field], where: str, scalar: bool = False) -> None:
         self.fields = fields
         self.where = where
+        self.scalar = scalar
         self.temps: dict[int, str] = {}  # z3 ast id -> temporary name, for shared sub-terms
 
     def expr(self, t: z3.ExprRef, field_ref: Callable[[Field], str]) -> str:
@@ -60,9 +65,9 @@ class _Emitter:
         if tid in self.temps:
             return self.temps[tid]
         if z3.is_true(t):
-            return "_T"
+            return "True" if self.scalar else "_T"
         if z3.is_false(t):
-            return "_F"
+            return "False" if self.scalar else "_F"
         if z3.is_int_value(t):
             return str(t.as_long())
         if z3.is_const(t) and t.decl().kind() == z3.Z3_OP_UNINTERPRETED:
@@ -72,6 +77,10 @@ class _Emitter:
             return field_ref(f)
         kind = t.decl().kind()
         args = [self.expr(a, field_ref) for a in t.children()]
+        if self.scalar:
+            scalar = _scalar(kind, args)
+            if scalar is not None:
+                return scalar
         if kind in _NARY:
             if not args:
                 return "_T" if kind == z3.Z3_OP_AND else "0"
@@ -104,6 +113,26 @@ class _Emitter:
             f"{self.where}: cannot compile z3 construct {t.decl().name()!r} in {t}; "
             f"supported: {SUPPORTED}"
         )
+
+
+def _scalar(kind: int, args: list[str]) -> str | None:
+    """The plain-Python form of the boolean connectives; None for the shared arithmetic."""
+    if kind == z3.Z3_OP_AND:
+        return "(" + " and ".join(args) + ")" if args else "True"
+    if kind == z3.Z3_OP_OR:
+        return "(" + " or ".join(args) + ")" if args else "False"
+    if kind == z3.Z3_OP_NOT:
+        return f"(not {args[0]})"
+    if kind == z3.Z3_OP_IMPLIES:
+        return f"((not {args[0]}) or {args[1]})"
+    if kind == z3.Z3_OP_XOR:
+        return f"({args[0]} != {args[1]})"
+    if kind == z3.Z3_OP_ITE:
+        return f"({args[1]} if {args[0]} else {args[2]})"
+    if kind == z3.Z3_OP_DISTINCT:
+        pairs = [f"({a} != {b})" for i, a in enumerate(args) for b in args[i + 1:]]
+        return "(" + " and ".join(pairs) + ")" if pairs else "True"
+    return None
 
 
 def _shared_subterms(terms: Sequence[z3.ExprRef]) -> list[z3.ExprRef]:

@@ -1,0 +1,118 @@
+"""Speed and memory of the explicit engine, against the textbook reference, in one run.
+
+Each measurement runs in its own process, so its peak RSS is its own. For every scenario
+it prints one line per engine:
+
+    engine=explicit scenario=... distinct=... generated=... seconds=... states_per_s=... bytes_per_state=...
+
+where states_per_s is distinct states per second of search (model build and compile
+excluded, reported separately) and bytes_per_state is the process's peak RSS divided by
+the distinct states (so it includes the interpreter, NumPy and z3). The reference engine
+(checker/scalar.py: plain-Python guards, a deque and a set of ints) runs the same model;
+the ratio line compares the two.
+
+    python benchmarks/run.py            # all scenarios
+    python benchmarks/run.py --quick    # the shipped default only
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# name -> changes to the embedded default scenario (attributes-default)
+SCENARIOS: dict[str, dict[str, dict[str, object]]] = {
+    "attributes-default": {},
+    "attributes-default+2-conversions": {"attributes": {"max_conversions": 2}},
+    "attributes-1x4+2-conversions": {
+        "sizes": {"huge_pages": 1, "pages_per_huge": 4},
+        "attributes": {"max_conversions": 2, "initial_attributes": "shared"},
+    },
+}
+REFERENCE_LIMIT = 120.0  # seconds the reference engine may take per scenario
+
+
+def scenario_model(name: str):  # type: ignore[no-untyped-def]
+    from checker.cli import default_spec
+    from model.mmu import Sizes
+
+    base = default_spec()
+    changes = SCENARIOS[name]
+    sizes = Sizes(**{**base.sizes.__dict__, **changes.get("sizes", {})})
+    options = {c: {**o, **changes.get(c, {})} for c, o in base.options.items()}
+    spec = dataclasses.replace(base, name=name, sizes=sizes, options=options, expect=None, _models={})
+    model = spec.build()
+    return model, spec.bound_invariants(model)
+
+
+def child(engine: str, name: str) -> None:
+    t0 = time.perf_counter()
+    model, bounds = scenario_model(name)
+    built = time.perf_counter() - t0
+    if engine == "explicit":
+        from checker.compile import compile_model
+        from checker.explicit import Budget, ExplicitSearch
+
+        t1 = time.perf_counter()
+        compiled = compile_model(model)
+        compiled_s = time.perf_counter() - t1
+        r = ExplicitSearch(compiled, bounds, Budget()).run()
+        out = dict(distinct=r.distinct, generated=r.generated, depth=r.depth, complete=r.complete,
+                   seconds=r.seconds, build=built, compile=compiled_s)
+    else:
+        from checker.scalar import textbook_bfs
+
+        r2 = textbook_bfs(model, REFERENCE_LIMIT)
+        out = dict(distinct=r2.distinct, generated=r2.generated, depth=r2.depth, complete=r2.complete,
+                   seconds=r2.seconds, build=built, compile=0.0)
+    out["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps(out))
+
+
+def measure(engine: str, name: str) -> dict[str, float]:
+    proc = subprocess.run([sys.executable, __file__, "--child", engine, name], capture_output=True, text=True,
+                          check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def line(engine: str, name: str, m: dict[str, float]) -> str:
+    rate = m["distinct"] / m["seconds"] if m["seconds"] else float("inf")
+    return (f"engine={engine} scenario={name} distinct={m['distinct']} generated={m['generated']} "
+            f"depth={m['depth']} complete={'yes' if m['complete'] else 'no'} seconds={m['seconds']:.2f} "
+            f"states_per_s={rate:.0f} bytes_per_state={m['peak_rss'] / m['distinct']:.0f} "
+            f"peak_rss_mib={m['peak_rss'] / 2**20:.0f} build_s={m['build']:.2f} compile_s={m['compile']:.2f}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="only the shipped default scenario")
+    p.add_argument("--child", nargs=2, metavar=("ENGINE", "SCENARIO"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    names = ["attributes-default"] if args.quick else list(SCENARIOS)
+    for name in names:
+        fast = measure("explicit", name)
+        print(line("explicit", name, fast), flush=True)
+        ref = measure("reference", name)
+        print(line("reference", name, ref), flush=True)
+        fast_rate = fast["distinct"] / fast["seconds"]
+        ref_rate = ref["distinct"] / ref["seconds"]
+        print(f"ratio scenario={name} states_per_s=x{fast_rate / ref_rate:.1f} "
+              f"bytes_per_state=x{(fast['peak_rss'] / fast['distinct']) / (ref['peak_rss'] / ref['distinct']):.2f} "
+              f"(explicit / reference; reference {'complete' if ref['complete'] else 'stopped at its time limit'})",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
