@@ -22,6 +22,7 @@ from model.lang import Model, ModelError, SolverUnknown
 from . import export, report
 from .compile import CompileError, compile_model
 from .explicit import Budget, ExplicitSearch, SearchResult
+from .sanity import vacuous
 from .spec import Spec, SpecError, load, parse
 from .trace import rebuild
 
@@ -106,10 +107,12 @@ def check_command(argv: list[str]) -> int:
             parser.error(f"--format: unknown format {f!r}; formats: {', '.join(export.FORMATS)}")
     guards = _guard_overrides(parser, args.guard)
 
-    spec = load(args.spec) if args.spec else default_spec()
     t0 = time.perf_counter()
+    spec = load(args.spec) if args.spec else default_spec()
     model = spec.build(guards)
     bounds = spec.bound_invariants(model, tuple(args.invariant) if args.invariant else None)
+    for warning in vacuous(model, bounds):
+        print(f"warning: {warning}", file=sys.stderr)
     t1 = time.perf_counter()
     compiled = compile_model(model)
     t2 = time.perf_counter()
@@ -146,7 +149,7 @@ def check_command(argv: list[str]) -> int:
     print(report.summary_line(result))
     if args.timing:
         rate = result.distinct / result.seconds if result.seconds else 0.0
-        print(f"time: build={t1 - t0:.2f}s compile={t2 - t1:.2f}s search={result.seconds:.2f}s "
+        print(f"time: load+build={t1 - t0:.2f}s compile={t2 - t1:.2f}s search={result.seconds:.2f}s "
               f"distinct_per_s={rate:.0f}")
     return _verdict(run)
 
@@ -200,6 +203,8 @@ def _print_witnesses(run: Run, show: list[str]) -> None:
 
 def _verdict(run: Run) -> int:
     r = run.result
+    if r.stop == "depth":
+        print(f"stopped: depth bound {r.depth} reached; the search is not exhaustive")
     if r.stop in ("max-states", "time-limit"):
         print(f"stopped: {r.stop} budget reached before the depth bound")
         return BUDGET

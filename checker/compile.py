@@ -197,9 +197,6 @@ class Compiled:
     expand: Expand
     source: str
 
-    def predicate(self, name: str, term: z3.BoolRef) -> Predicate:
-        return compile_predicate(self.model, name, term)
-
 
 def compile_model(model: Model) -> Compiled:
     """Generate and load the successor function of `model`."""

@@ -20,7 +20,7 @@ import numpy as np
 
 from invariants.core import Bound, Kind
 
-from .compile import Compiled, Predicate, compile_predicate
+from .compile import Compiled, compile_predicate
 
 BLOCK = 1 << 16  # states expanded per vectorised call
 
@@ -238,6 +238,3 @@ def _merge(sorted_keys: np.ndarray, new_keys: np.ndarray) -> np.ndarray:
     """Insert distinct, not-yet-present sorted keys into a sorted array."""
     return np.insert(sorted_keys, np.searchsorted(sorted_keys, new_keys), new_keys)
 
-
-def predicate_for(compiled: Compiled, bound: Bound) -> Predicate:
-    return compile_predicate(compiled.model, bound.name, bound.term)

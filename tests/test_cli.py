@@ -98,7 +98,7 @@ def test_budget_stop_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
 def test_depth_bound_without_violation_exits_0_and_reports_incomplete(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--depth", "5", "--ignore-expected")
     assert code == 0
-    assert "depth=5 complete=no" in out
+    assert "depth=5 complete=no" in out and "stopped: depth bound 5 reached" in out
 
 
 def test_guard_override_finds_the_bug_in_the_default_scenario(capsys: pytest.CaptureFixture[str]) -> None:
@@ -169,3 +169,21 @@ def test_witness_trace_on_request(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--witness", "huge_leaf_installed")
     assert code == 0
     assert "Witness: huge_leaf_installed reached after 6 steps" in out
+
+
+def test_an_invariant_the_domains_decide_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
+    from checker.sanity import vacuous
+    from invariants import Invariant, Kind
+
+    from .shipped import shipped
+
+    model, bounds = shipped()["<default>"]
+    always = Invariant("tautology", Kind.ALWAYS, "seq is in range", "-", (),
+                       lambda m: m.field("mmu_invalidate_seq").var >= 0).bind(model)
+    never = Invariant("impossible", Kind.SOMETIMES, "seq is negative", "-", (),
+                      lambda m: m.field("mmu_invalidate_seq").var < 0).bind(model)
+    assert vacuous(model, bounds) == []
+    assert vacuous(model, [always, never]) == [
+        "invariant tautology holds in every state of the domains: it cannot fail",
+        "witness impossible holds in no state of the domains: it cannot be reached",
+    ]

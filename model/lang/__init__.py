@@ -9,7 +9,7 @@ from .builder import Fact, GuardInfo, Model, ModelBuilder, UnknownName
 from .component import Component, compose, order
 from .domains import BOOL, BoolDomain, Domain, EnumDomain, IntDomain
 from .errors import ModelError, SolverUnknown
-from .exprs import count_true, evaluate, free_constants
+from .exprs import evaluate, free_constants
 from .fields import Family, Field
 from .options import Option, OptionError, resolve
 from .printer import show
@@ -37,7 +37,6 @@ __all__ = [
     "Step",
     "UnknownName",
     "compose",
-    "count_true",
     "evaluate",
     "free_constants",
     "kernel",

@@ -64,6 +64,3 @@ class Action:
         """A unique, stable name for this instance: `name(p=v, ...)`."""
         args = ", ".join(f"{k}={v}" for k, v in self.params)
         return f"{self.name}({args})"
-
-    def writes(self) -> tuple[Field, ...]:
-        return tuple(f for f, _ in self.effect)

@@ -1,8 +1,8 @@
-"""Small helpers over z3 terms: free constants, evaluation on a concrete state, sums."""
+"""Small helpers over z3 terms: free constants and evaluation on a concrete state."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 import z3
 
@@ -36,8 +36,3 @@ def evaluate(expr: z3.ExprRef, assignment: Mapping[str, z3.ExprRef]) -> int | bo
         return value.as_long()
     raise ValueError(f"z3 did not reduce {expr} to a value (got {value})")
 
-
-def count_true(conditions: Iterable[z3.BoolRef]) -> z3.ArithRef:
-    """The number of conditions that hold, as a z3 integer term."""
-    terms = [z3.If(c, 1, 0) for c in conditions]
-    return z3.Sum(terms) if terms else z3.IntVal(0)

@@ -60,7 +60,3 @@ class Family(Sequence[Field]):
 
     def __iter__(self) -> Iterator[Field]:
         return iter(self._fields)
-
-    @property
-    def vars(self) -> list[z3.ExprRef]:
-        return [f.var for f in self._fields]
