@@ -27,15 +27,12 @@ SUPPORTED = (
     "div and mod by a positive constant, if-then-else, boolean and integer constants, fields"
 )
 
-_NARY = {z3.Z3_OP_AND: "&", z3.Z3_OP_OR: "|", z3.Z3_OP_ADD: "+", z3.Z3_OP_MUL: "*"}
-_BINARY = {
+_COMPARE = {
     z3.Z3_OP_EQ: "==",
     z3.Z3_OP_LE: "<=",
     z3.Z3_OP_LT: "<",
     z3.Z3_OP_GE: ">=",
     z3.Z3_OP_GT: ">",
-    z3.Z3_OP_XOR: "^",
-    z3.Z3_OP_SUB: "-",
 }
 
 
@@ -47,27 +44,41 @@ Expand = Callable[[np.ndarray], list[tuple[int, np.ndarray, np.ndarray]]]
 Predicate = Callable[[np.ndarray], np.ndarray]
 
 
+@dataclass(frozen=True)
+class _Dialect:
+    """How boolean connectives are written: NumPy arrays or plain Python values."""
+
+    true: str
+    false: str
+    conj: str  # joins conjuncts
+    disj: str  # joins disjuncts
+    neg: str  # format of a negation
+    ite: str  # format of if-then-else: {0} condition, {1} then, {2} else
+    xor: str
+
+
+VECTOR = _Dialect("_T", "_F", " & ", " | ", "(~{0})", "_where({0}, {1}, {2})", "({0} ^ {1})")
+SCALAR = _Dialect("True", "False", " and ", " or ", "(not {0})", "({1} if {0} else {2})", "({0} != {1})")
+
+
 class _Emitter:
-    """Translates z3 terms to Python expressions over named field values.
+    """Translates z3 terms to Python expressions over named field values, in a dialect."""
 
-    The vector dialect works on NumPy arrays (`&`, `|`, `~`, np.where); the scalar dialect
-    on plain Python values (`and`, `or`, `not`, conditional expressions).
-    """
-
-    def __init__(self, fields: dict[str, Field], where: str, scalar: bool = False) -> None:
+    def __init__(self, fields: dict[str, Field], where: str, dialect: _Dialect = VECTOR) -> None:
         self.fields = fields
         self.where = where
-        self.scalar = scalar
+        self.d = dialect
         self.temps: dict[int, str] = {}  # z3 ast id -> temporary name, for shared sub-terms
 
     def expr(self, t: z3.ExprRef, field_ref: Callable[[Field], str]) -> str:
         tid = t.get_id()
         if tid in self.temps:
             return self.temps[tid]
+        d = self.d
         if z3.is_true(t):
-            return "True" if self.scalar else "_T"
+            return d.true
         if z3.is_false(t):
-            return "False" if self.scalar else "_F"
+            return d.false
         if z3.is_int_value(t):
             return str(t.as_long())
         if z3.is_const(t) and t.decl().kind() == z3.Z3_OP_UNINTERPRETED:
@@ -77,29 +88,28 @@ class _Emitter:
             return field_ref(f)
         kind = t.decl().kind()
         args = [self.expr(a, field_ref) for a in t.children()]
-        if self.scalar:
-            scalar = _scalar(kind, args)
-            if scalar is not None:
-                return scalar
-        if kind in _NARY:
-            if not args:
-                return "_T" if kind == z3.Z3_OP_AND else "0"
-            return "(" + f" {_NARY[kind]} ".join(args) + ")"
-        if kind in _BINARY and len(args) == 2:
-            return f"({args[0]} {_BINARY[kind]} {args[1]})"
-        if kind == z3.Z3_OP_SUB:
-            return "(" + " - ".join(args) + ")"
+        if kind == z3.Z3_OP_AND:
+            return "(" + d.conj.join(args) + ")" if args else d.true
+        if kind == z3.Z3_OP_OR:
+            return "(" + d.disj.join(args) + ")" if args else d.false
         if kind == z3.Z3_OP_NOT:
-            return f"(~{args[0]})"
-        if kind == z3.Z3_OP_UMINUS:
-            return f"(-{args[0]})"
+            return d.neg.format(args[0])
         if kind == z3.Z3_OP_IMPLIES:
-            return f"((~{args[0]}) | {args[1]})"
+            return "(" + d.neg.format(args[0]) + d.disj + args[1] + ")"
+        if kind == z3.Z3_OP_XOR:
+            return d.xor.format(*args)
+        if kind == z3.Z3_OP_ITE:
+            return d.ite.format(*args)
         if kind == z3.Z3_OP_DISTINCT:
             pairs = [f"({a} != {b})" for i, a in enumerate(args) for b in args[i + 1:]]
-            return "(" + " & ".join(pairs) + ")" if pairs else "_T"
-        if kind == z3.Z3_OP_ITE:
-            return f"_where({args[0]}, {args[1]}, {args[2]})"
+            return "(" + d.conj.join(pairs) + ")" if pairs else d.true
+        if kind in (z3.Z3_OP_ADD, z3.Z3_OP_MUL, z3.Z3_OP_SUB):
+            op = {z3.Z3_OP_ADD: " + ", z3.Z3_OP_MUL: " * ", z3.Z3_OP_SUB: " - "}[kind]
+            return "(" + op.join(args) + ")" if args else "0"
+        if kind in _COMPARE and len(args) == 2:
+            return f"({args[0]} {_COMPARE[kind]} {args[1]})"
+        if kind == z3.Z3_OP_UMINUS:
+            return f"(-{args[0]})"
         if kind in (z3.Z3_OP_IDIV, z3.Z3_OP_MOD):
             divisor = t.children()[1]
             if not (z3.is_int_value(divisor) and divisor.as_long() > 0):
@@ -113,26 +123,6 @@ class _Emitter:
             f"{self.where}: cannot compile z3 construct {t.decl().name()!r} in {t}; "
             f"supported: {SUPPORTED}"
         )
-
-
-def _scalar(kind: int, args: list[str]) -> str | None:
-    """The plain-Python form of the boolean connectives; None for the shared arithmetic."""
-    if kind == z3.Z3_OP_AND:
-        return "(" + " and ".join(args) + ")" if args else "True"
-    if kind == z3.Z3_OP_OR:
-        return "(" + " or ".join(args) + ")" if args else "False"
-    if kind == z3.Z3_OP_NOT:
-        return f"(not {args[0]})"
-    if kind == z3.Z3_OP_IMPLIES:
-        return f"((not {args[0]}) or {args[1]})"
-    if kind == z3.Z3_OP_XOR:
-        return f"({args[0]} != {args[1]})"
-    if kind == z3.Z3_OP_ITE:
-        return f"({args[1]} if {args[0]} else {args[2]})"
-    if kind == z3.Z3_OP_DISTINCT:
-        pairs = [f"({a} != {b})" for i, a in enumerate(args) for b in args[i + 1:]]
-        return "(" + " and ".join(pairs) + ")" if pairs else "True"
-    return None
 
 
 def _shared_subterms(terms: Sequence[z3.ExprRef]) -> list[z3.ExprRef]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from model.lang import Model
 
-from .compile import _Emitter, _used_fields
+from .compile import SCALAR, _Emitter, _used_fields
 
 Successors = Callable[[int], list[int]]
 
@@ -32,7 +32,7 @@ def compile_scalar(model: Model) -> Successors:
         value = f"({raw} != 0)" if f.domain.is_bool() else (f"({raw} + {f.domain.lo})" if f.domain.lo else raw)
         lines.append(f"    f{f.index} = {value}")
     lines.append("    out = []")
-    emit = _Emitter(fields, "guards", scalar=True)
+    emit = _Emitter(fields, "guards", SCALAR)
     for a in model.actions:
         emit.where = f"action {a.key}"
         lines.append(f"    if {emit.expr(a.guard, lambda f: f'f{f.index}')}:")

@@ -6,15 +6,16 @@ import z3
 
 from model.lang import Model
 from model.mmu import AttributesComponent
+from model.mmu.kvm import Kvm
 from model.mmu.values import ATTRIBUTES
 
 from .core import Invariant, Kind
 
 
-def _part(m: Model) -> AttributesComponent:
+def _part(m: Model) -> Kvm:
     part = m.parts["attributes"]
     assert isinstance(part, AttributesComponent)
-    return part
+    return part.kvm
 
 
 def _no_mixed_huge_page(m: Model) -> z3.BoolRef:
@@ -26,7 +27,7 @@ def _no_mixed_huge_page(m: Model) -> z3.BoolRef:
     return z3.And(*clauses)
 
 
-def _quiescent(a: AttributesComponent) -> z3.BoolRef:
+def _quiescent(a: Kvm) -> z3.BoolRef:
     return a.inval.in_progress.var == 0
 
 

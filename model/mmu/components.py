@@ -10,6 +10,7 @@ from model.lang import Component, Model, ModelBuilder, Option, OptionError, comp
 from .attributes import MemoryAttributes
 from .fault import FaultPath
 from .invalidate import Invalidation
+from .kvm import Kvm
 from .locks import MmuLock
 from .set_memory_attributes import Conversion, SetMemoryAttributes
 from .sizes import Sizes
@@ -49,24 +50,20 @@ class AttributesComponent(Component):
 
     def declare(self, b: ModelBuilder, deps: Mapping[str, Component]) -> None:
         sizes = self.sizes
-        self.lock = MmuLock()
-        self.attrs = MemoryAttributes(
-            b, sizes, self.initial, self.config["private_level"], self.config["shared_level"]
+        self.kvm = Kvm(
+            sizes,
+            MemoryAttributes(b, sizes, self.initial, self.config["private_level"], self.config["shared_level"]),
+            Invalidation(b, sizes, self.config["max_conversions"]),
+            MmuLock(),
+            Root(b, sizes, "direct", private=False),
+            Root(b, sizes, "mirror", private=True),
         )
-        self.inval = Invalidation(b, sizes, self.config["max_conversions"])
-        self.direct = Root(b, sizes, "direct", private=False)
-        self.mirror = Root(b, sizes, "mirror", private=True)
-        self.fault = FaultPath(b, sizes, self.attrs, self.inval, self.lock, self.direct, self.mirror)
-        self.ioctl = SetMemoryAttributes(
-            b, sizes, self.attrs, self.inval, self.lock, self.direct, self.mirror, self.conversions
-        )
+        self.fault = FaultPath(b, self.kvm)
+        self.ioctl = SetMemoryAttributes(b, self.kvm, self.conversions)
 
     def define(self, b: ModelBuilder) -> None:
         self.fault.define(b)
         self.ioctl.define(b)
-
-    def roots(self) -> tuple[Root, Root]:
-        return self.direct, self.mirror
 
 
 COMPONENTS: dict[str, type[Component]] = {"attributes": AttributesComponent}

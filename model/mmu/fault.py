@@ -21,10 +21,7 @@ import z3
 
 from model.lang import BOOL, EnumDomain, Family, Field, IntDomain, ModelBuilder, Step, kernel
 
-from .attributes import MemoryAttributes
-from .invalidate import Invalidation
-from .locks import MmuLock
-from .sizes import Sizes
+from .kvm import Kvm
 from .tdp import Root
 from .values import LEVEL, SPTE_2M, SPTE_4K
 
@@ -51,18 +48,10 @@ def kind(private: bool) -> str:
 
 
 class FaultPath:
-    def __init__(
-        self,
-        b: ModelBuilder,
-        sizes: Sizes,
-        attrs: MemoryAttributes,
-        inval: Invalidation,
-        lock: MmuLock,
-        direct: Root,
-        mirror: Root,
-    ) -> None:
-        self.sizes, self.attrs, self.inval, self.lock = sizes, attrs, inval, lock
-        self.direct, self.mirror = direct, mirror
+    def __init__(self, b: ModelBuilder, kvm: Kvm) -> None:
+        self.sizes, self.attrs, self.inval, self.lock = kvm.sizes, kvm.attrs, kvm.inval, kvm.lock
+        self.direct, self.mirror = kvm.direct, kvm.mirror
+        sizes, inval, lock = kvm.sizes, kvm.inval, kvm.lock
         vcpus = sizes.vcpu_labels()
         gfn_names = {g: f"g{g}" for g in range(sizes.gfns)}
         self.step: Family = b.family("fault.step", vcpus, FAULT_STEP, "IDLE", "where the vCPU's fault is")

@@ -18,11 +18,7 @@ import z3
 
 from model.lang import EnumDomain, Field, IntDomain, ModelBuilder, Step, kernel
 
-from .attributes import MemoryAttributes
-from .invalidate import Invalidation
-from .locks import MmuLock
-from .sizes import Sizes
-from .tdp import Root
+from .kvm import Kvm
 from .values import ATTRIBUTES
 
 IOCTL_STEP = EnumDomain("set_mem_attributes_step", ["IDLE", "STORE", "POST"])
@@ -43,19 +39,10 @@ class Conversion:
 
 
 class SetMemoryAttributes:
-    def __init__(
-        self,
-        b: ModelBuilder,
-        sizes: Sizes,
-        attrs: MemoryAttributes,
-        inval: Invalidation,
-        lock: MmuLock,
-        direct: Root,
-        mirror: Root,
-        conversions: Sequence[Conversion],
-    ) -> None:
-        self.sizes, self.attrs, self.inval, self.lock = sizes, attrs, inval, lock
-        self.direct, self.mirror = direct, mirror
+    def __init__(self, b: ModelBuilder, kvm: Kvm, conversions: Sequence[Conversion]) -> None:
+        self.sizes, self.attrs, self.inval, self.lock = kvm.sizes, kvm.attrs, kvm.inval, kvm.lock
+        self.direct, self.mirror = kvm.direct, kvm.mirror
+        sizes, inval = kvm.sizes, kvm.inval
         self.conversions = tuple(conversions)
         n = sizes.gfns
         gfn_names = {g: f"g{g}" for g in range(n + 1)}
