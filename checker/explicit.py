@@ -29,7 +29,7 @@ BLOCK = 1 << 16  # states expanded per vectorised call
 class Level:
     states: np.ndarray  # (n, words) uint64, sorted by key, distinct
     parent: np.ndarray  # uint32: index of each state's parent in the previous level
-    action: np.ndarray  # uint32: id of the action that produced it
+    action: np.ndarray  # uint16 (uint32 for huge models): id of the action that produced it
 
 
 @dataclass
@@ -101,6 +101,7 @@ class ExplicitSearch:
         self.sometimes = [(b, compile_predicate(self.model, b.name, b.term))
                           for b in invariants if b.kind is Kind.SOMETIMES]
         self._key = np.dtype(np.uint64) if self.words == 1 else np.dtype((np.void, 8 * self.words))
+        self._aid = np.uint16 if len(self.model.actions) <= 0xFFFF else np.uint32
 
     def keys(self, states: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(states).view(self._key).reshape(-1)
@@ -108,7 +109,7 @@ class ExplicitSearch:
     def run(self) -> SearchResult:
         start = time.perf_counter()
         init = np.array([self.model.init], dtype=np.uint64)
-        levels = [Level(init, np.zeros(1, np.uint32), np.zeros(1, np.uint32))]
+        levels = [Level(init, np.zeros(1, np.uint32), np.zeros(1, self._aid))]
         visited = self.keys(init).copy()
         generated = 1
         witnesses: dict[str, Hit | None] = {b.name: None for b, _ in self.sometimes}
@@ -186,7 +187,7 @@ class ExplicitSearch:
                 continue
             succ = np.concatenate([n for _, _, n in out])
             parent = np.concatenate([idx for _, idx, _ in out]).astype(np.uint32) + np.uint32(base)
-            action = np.concatenate([np.full(len(idx), aid, np.uint32) for aid, idx, _ in out])
+            action = np.concatenate([np.full(len(idx), aid, self._aid) for aid, idx, _ in out])
             generated += len(succ)
             # Order candidates by (parent, action) so that the first occurrence of a state,
             # which np.unique keeps, is the same whatever the block size.
