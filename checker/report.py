@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import z3
 
 from invariants import Bound
-from model.lang import Field, Model, show
+from model.lang import Field, Model, free_constants, show
 
 from .explicit import SearchResult
 from .trace import Trace, failing_part, holds
@@ -125,9 +125,7 @@ def violation_lines(model: Model, bound: Bound, values: Sequence[int]) -> list[s
     return lines
 
 
-def _mentioned(model: Model, term) -> list[Field]:  # type: ignore[no-untyped-def]
-    from model.lang import free_constants
-
+def _mentioned(model: Model, term: z3.ExprRef) -> list[Field]:
     return sorted((model.schema.by_name[c.decl().name()] for c in free_constants(term)), key=lambda f: f.index)
 
 

@@ -270,9 +270,9 @@ class ModelBuilder:
                     )
 
     def build(self, description: str = "") -> Model:
-        unknown = self._guards_off - set(self._guards)
-        for name in sorted(unknown):
-            raise UnknownName("guard", name, self._guards)
+        unknown = sorted(self._guards_off - set(self._guards))
+        if unknown:
+            raise UnknownName("guard", unknown[0], self._guards)
         if not self._fields:
             raise ModelError(f"model {self.name!r} has no fields: declare at least one")
         if not self._actions:
