@@ -8,7 +8,7 @@ it prints one line per engine:
 where states_per_s is distinct states per second of search (model build and compile
 excluded, reported separately) and bytes_per_state is the process's peak RSS divided by
 the distinct states (so it includes the interpreter, NumPy and z3). The reference engine
-(checker/scalar.py: plain-Python guards, a deque and a set of ints) runs the same model;
+(checker/scalar.py: plain-Python guards, a deque and a dict of ints) runs the same model;
 the ratio line compares the two.
 
     python benchmarks/run.py            # all scenarios

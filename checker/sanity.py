@@ -1,8 +1,9 @@
 """Checks z3 makes before a search: an invariant that the domains alone decide checks nothing.
 
-An ALWAYS invariant that holds in every state of the fields' domains (and the model's
-facts) cannot fail, and a SOMETIMES witness that no such state satisfies can never be
-reached; either is almost always a mistake in the formula, so it is reported up front.
+An invariant or witness that holds in every state of the fields' domains (and the
+model's facts), or in none, says nothing about the model's behaviour: an ALWAYS
+invariant could not fail (or fails at once), a SOMETIMES witness is reached trivially
+(or never). Either is almost always a mistake in the formula, so it is reported up front.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ def vacuous(model: Model, bounds: list[Bound]) -> list[str]:
     for b in bounds:
         if b.name in fact_names:
             continue
-        if b.kind is Kind.ALWAYS and solver.satisfiable([*assumptions, z3.Not(b.term)]) is None:
-            warnings.append(f"invariant {b.name} holds in every state of the domains: it cannot fail")
-        if b.kind is Kind.SOMETIMES and solver.satisfiable([*assumptions, b.term]) is None:
-            warnings.append(f"witness {b.name} holds in no state of the domains: it cannot be reached")
+        what = "invariant" if b.kind is Kind.ALWAYS else "witness"
+        if solver.satisfiable([*assumptions, z3.Not(b.term)]) is None:
+            effect = "it cannot fail" if b.kind is Kind.ALWAYS else "it is reached trivially"
+            warnings.append(f"{what} {b.name} holds in every state of the domains: {effect}")
+        if solver.satisfiable([*assumptions, b.term]) is None:
+            effect = "it fails in every state" if b.kind is Kind.ALWAYS else "it cannot be reached"
+            warnings.append(f"{what} {b.name} holds in no state of the domains: {effect}")
     return warnings

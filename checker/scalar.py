@@ -1,7 +1,7 @@
 """The reference engine: a textbook breadth-first search, one state at a time.
 
 It compiles the same z3 terms to plain Python (no NumPy), keeps visited states as Python
-ints in a set and walks a deque. It is the baseline the benchmarks compare the explicit
+ints in a dict (state -> depth) and walks a deque. It is the baseline the benchmarks compare the explicit
 engine against, and an independent cross-check of its state counts in the tests.
 """
 
@@ -36,7 +36,7 @@ def compile_scalar(model: Model) -> Successors:
     for a in model.actions:
         emit.where = f"action {a.key}"
         lines.append(f"    if {emit.expr(a.guard, lambda f: f'f{f.index}')}:")
-        clear, parts = 0, ["s"]
+        clear, parts = 0, []
         for f, term in a.effect:
             slot = schema.slots[f.index]
             shift = slot.word * 64 + slot.shift
@@ -45,7 +45,7 @@ def compile_scalar(model: Model) -> Successors:
             offset = f" - {f.domain.lo}" if f.domain.lo else ""
             parts.append(f"(int({code}){offset}) << {shift}")
         keep = ((1 << (64 * schema.words)) - 1) & ~clear
-        lines.append(f"        out.append((s & {keep}) | " + " | ".join(parts[1:] or ["0"]) + ")")
+        lines.append(f"        out.append((s & {keep}) | " + " | ".join(parts or ["0"]) + ")")
     lines.append("    return out")
     namespace: dict[str, object] = {}
     exec(compile("\n".join(lines) + "\n", f"<scalar {model.name}>", "exec"), namespace)

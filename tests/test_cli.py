@@ -187,3 +187,8 @@ def test_an_invariant_the_domains_decide_is_reported(capsys: pytest.CaptureFixtu
         "invariant tautology holds in every state of the domains: it cannot fail",
         "witness impossible holds in no state of the domains: it cannot be reached",
     ]
+    contradiction = Invariant("contradiction", Kind.ALWAYS, "seq is negative", "-", (),
+                              lambda m: m.field("mmu_invalidate_seq").var < 0).bind(model)
+    assert vacuous(model, [contradiction]) == [
+        "invariant contradiction holds in no state of the domains: it fails in every state",
+    ]

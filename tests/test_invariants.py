@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import z3
 
+from checker.sanity import vacuous
 from invariants import CATALOGUE, Kind, applicable
-from model.lang import solver
 from model.mmu import Sizes, build
 
 from .helpers import check, state
@@ -58,14 +57,12 @@ def test_witnesses_on_hand_built_states() -> None:
     assert check(MODEL, "huge_leaf_installed", state(MODEL, {"mirror_spte_2m[g0]": "LEAF"}))
 
 
-@pytest.mark.parametrize("invariant", applicable(CATALOGUE, MODEL), ids=lambda i: i.name)
-def test_no_invariant_is_decided_by_the_domains_alone(invariant) -> None:  # type: ignore[no-untyped-def]
-    """An ALWAYS invariant that no state can break, or a witness no state can reach,
-    would check nothing: both sides must be satisfiable within the domains and facts."""
-    term = invariant.bind(MODEL).term
-    assumptions = MODEL.domain_constraints() + [f.term for f in MODEL.facts]
-    assert solver.satisfiable([*assumptions, term]) is not None
-    assert solver.satisfiable([*assumptions, z3.Not(term)]) is not None
+def test_no_invariant_is_decided_by_the_domains_alone() -> None:
+    """An invariant no state can break, or a witness no state can reach, would check
+    nothing: each must be true in some state of the domains and false in another."""
+    bounds = [i.bind(MODEL) for i in applicable(CATALOGUE, MODEL)]
+    assert len(bounds) == 5
+    assert vacuous(MODEL, bounds) == []
 
 
 def test_every_invariant_states_itself_and_cites_the_kernel() -> None:

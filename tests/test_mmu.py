@@ -190,12 +190,13 @@ def test_hugepage_adjust_reads_the_mixed_bit_and_the_backing(
     assert labels(c.model, st, "fault.step[vcpu0]", "fault.goal_level[vcpu0]") == ("MAP", level)
 
 
-def _mapping(c: Compiled, goal: str, private: bool = False, gfn: int = 1, **spte: str) -> dict[str, int]:
-    root = "mirror" if private else "direct"
-    changes = {"fault.step[vcpu0]": "MAP", "fault.gfn[vcpu0]": gfn, "fault.is_private[vcpu0]": private,
-               "fault.max_level[vcpu0]": "PG_LEVEL_2M", "fault.goal_level[vcpu0]": goal}
-    changes |= {f"{root}_spte_{k[:2]}[{k[3:]}]": v for k, v in spte.items()}
-    return state(c.model, changes)
+def _mapping(c: Compiled, goal: str, private: bool = False, sptes: dict[str, str] | None = None) -> dict[str, int]:
+    """vCPU0 walking for a fault on g1 towards `goal`, with some SPTEs already set."""
+    changes: dict[str, object] = {
+        "fault.step[vcpu0]": "MAP", "fault.gfn[vcpu0]": 1, "fault.is_private[vcpu0]": private,
+        "fault.max_level[vcpu0]": "PG_LEVEL_2M", "fault.goal_level[vcpu0]": goal,
+    }
+    return state(c.model, changes | (sptes or {}))
 
 
 def test_walk_links_a_table_then_installs_the_4k_leaf() -> None:
@@ -211,7 +212,8 @@ def test_walk_links_a_table_then_installs_the_4k_leaf() -> None:
 
 def test_walk_splits_a_huge_leaf_for_a_4k_goal_and_then_finds_it_spurious() -> None:
     c = world()
-    st = step(c, _mapping(c, "PG_LEVEL_4K", **{"2m_g0": "LEAF"}), fault("tdp_mmu_split_huge_page", 0, 1, False))
+    st = _mapping(c, "PG_LEVEL_4K", sptes={"direct_spte_2m[g0]": "LEAF"})
+    st = step(c, st, fault("tdp_mmu_split_huge_page", 0, 1, False))
     assert labels(c.model, st, "direct_spte_2m[g0]", *[f"direct_spte_4k[g{g}]" for g in range(4)]) == \
         ("NONLEAF", "LEAF", "LEAF", "LEAF", "LEAF")
     assert step(c, st, fault("map_target_level_4k", 0, 1, False)) is None
@@ -221,6 +223,7 @@ def test_walk_splits_a_huge_leaf_for_a_4k_goal_and_then_finds_it_spurious() -> N
 
 def test_a_huge_leaf_replaces_a_non_leaf_and_frees_its_table() -> None:
     c = world(initial="private")
-    st = _mapping(c, "PG_LEVEL_2M", private=True, **{"2m_g0": "NONLEAF", "4k_g2": "LEAF"})
+    st = _mapping(c, "PG_LEVEL_2M", private=True,
+                  sptes={"mirror_spte_2m[g0]": "NONLEAF", "mirror_spte_4k[g2]": "LEAF"})
     st = step(c, st, fault("map_target_level_2m", 0, 1, True))
     assert labels(c.model, st, "mirror_spte_2m[g0]", "mirror_spte_4k[g2]") == ("LEAF", "NONPRESENT")
