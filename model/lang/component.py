@@ -23,6 +23,14 @@ class Component:
     requires: ClassVar[tuple[str, ...]] = ()
     options: ClassVar[tuple[Option, ...]] = ()
 
+    def configure(self, enabled: Mapping[str, Component]) -> None:
+        """Before anything is declared: adjust the components this one refines (optional).
+
+        A component that takes over part of another (the TDX mirror takes over the
+        attributes component's private fault path) says so here, so that the other one
+        declares the right fields and leaves out the actions it no longer owns.
+        """
+
     def declare(self, b: ModelBuilder, deps: Mapping[str, Component]) -> None:
         raise NotImplementedError
 
@@ -51,7 +59,10 @@ def order(available: Mapping[str, type[Component]], wanted: Sequence[str]) -> li
 
 
 def compose(b: ModelBuilder, instances: Sequence[Component]) -> None:
-    """Declare every component, then define every component, in the given order."""
+    """Configure, then declare, then define every component, in the given order."""
+    enabled = {c.name: c for c in instances}
+    for c in instances:
+        c.configure(enabled)
     seen: dict[str, Component] = {}
     for c in instances:
         b.part(c.name, c)

@@ -17,6 +17,9 @@ with its cmpxchg, so the retry is the same as the vCPU simply faulting again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
 import z3
 
 from model.lang import BOOL, EnumDomain, Family, Field, IntDomain, ModelBuilder, Step, kernel
@@ -25,18 +28,35 @@ from .kvm import Kvm
 from .tdp import Root
 from .values import LEVEL, SPTE_2M, SPTE_4K
 
-FAULT_STEP = EnumDomain(
-    "fault_step",
-    [
-        "IDLE",  # not handling a fault
-        "SEQ_SNAPSHOT",  # fault->mmu_seq taken; next: the private/shared check
-        "PFN",  # pfn and fault->max_level known; next: read_lock(mmu_lock)
-        "LOCKED",  # holds mmu_lock for read; next: is_page_fault_stale()
-        "NOT_STALE",  # next: kvm_mmu_hugepage_adjust()
-        "MAP",  # fault->goal_level chosen; walking the root and installing the leaf
-    ],
+COMMON_STEPS = (
+    "IDLE",  # not handling a fault
+    "SEQ_SNAPSHOT",  # fault->mmu_seq taken; next: the private/shared check
+    "PFN",  # pfn and fault->max_level known; next: read_lock(mmu_lock)
+    "LOCKED",  # holds mmu_lock for read; next: is_page_fault_stale()
+    "NOT_STALE",  # next: kvm_mmu_hugepage_adjust()
+    "MAP",  # fault->goal_level chosen; walking the root and installing the leaf
 )
 HOLDS_READ_LOCK = ("LOCKED", "NOT_STALE", "MAP")
+FAULT_STEP = EnumDomain("fault_step", COMMON_STEPS)
+
+
+@dataclass
+class FaultRefinement:
+    """How other components refine the fault path, set before it is declared.
+
+    The TDX component walks the mirror root itself (through set_external_spte_present,
+    with steps of its own under the read lock) and caps private mappings at 4K; the guest
+    component starts faults from the TD's EPT violations instead of letting a vCPU fault
+    on any unmapped GFN at will.
+    """
+
+    locked_steps: tuple[str, ...] = ()  # extra steps, all under the read lock
+    private_walk_elsewhere: bool = False
+    entry_elsewhere: bool = False
+    private_level_cap: str | None = None
+    # extra effect of kvm_gmem_get_pfn(vcpu, gfn) on a private fault (set at declare time)
+    gmem_get_pfn: Callable[[int], dict[Field, object]] | None = None
+    idle_locals: dict[Field, object] = field(default_factory=dict)  # reset when a fault ends
 
 
 def vcpu_actor(v: int) -> str:
@@ -48,13 +68,17 @@ def kind(private: bool) -> str:
 
 
 class FaultPath:
-    def __init__(self, b: ModelBuilder, kvm: Kvm) -> None:
+    def __init__(self, b: ModelBuilder, kvm: Kvm, refine: FaultRefinement | None = None) -> None:
         self.sizes, self.attrs, self.inval, self.lock = kvm.sizes, kvm.attrs, kvm.inval, kvm.lock
         self.direct, self.mirror = kvm.direct, kvm.mirror
+        self.refine = refine or FaultRefinement()
         sizes, inval, lock = kvm.sizes, kvm.inval, kvm.lock
         vcpus = sizes.vcpu_labels()
         gfn_names = {g: f"g{g}" for g in range(sizes.gfns)}
-        self.step: Family = b.family("fault.step", vcpus, FAULT_STEP, "IDLE", "where the vCPU's fault is")
+        self.steps = FAULT_STEP
+        if self.refine.locked_steps:
+            self.steps = EnumDomain("fault_step", COMMON_STEPS + self.refine.locked_steps)
+        self.step: Family = b.family("fault.step", vcpus, self.steps, "IDLE", "where the vCPU's fault is")
         self.gfn: Family = b.family(
             "fault.gfn", vcpus, IntDomain(0, sizes.gfns - 1, gfn_names), 0, "fault->gfn"
         )
@@ -85,17 +109,21 @@ class FaultPath:
             "mmu_invalidate_retry_gfn() in include/linux/kvm_host.h",
         )
         for v in range(sizes.vcpus):
-            lock.add_reader(self._at(v, *HOLDS_READ_LOCK))
+            lock.add_reader(self._at(v, *HOLDS_READ_LOCK, *self.refine.locked_steps))
 
     # -- helpers --------------------------------------------------------------------
 
     def _at(self, v: int, *steps: str) -> z3.BoolRef:
-        return z3.Or(*[self.step[v].var == FAULT_STEP.code(s) for s in steps])
+        return z3.Or(*[self.step[v].var == self.steps.code(s) for s in steps])
 
-    def _on(self, v: int, step: str, gfn: int, private: bool) -> z3.BoolRef:
+    def idle(self, v: int) -> z3.BoolRef:
+        """vCPU v is not handling a fault."""
+        return self.step[v].var == self.steps.IDLE
+
+    def on(self, v: int, step: str, gfn: int, private: bool) -> z3.BoolRef:
         """vCPU v is at `step` of a fault on `gfn` of the given kind."""
         return z3.And(
-            self.step[v].var == FAULT_STEP.code(step),
+            self.step[v].var == self.steps.code(step),
             self.gfn[v].var == gfn,
             self.is_private[v].var == private,
         )
@@ -103,15 +131,27 @@ class FaultPath:
     def _root(self, private: bool) -> Root:
         return self.mirror if private else self.direct
 
-    def _done(self, v: int) -> dict[Field, object]:
+    def done(self, v: int) -> dict[Field, object]:
         """Back to IDLE with the fault's locals cleared (they are dead until the next fault)."""
-        return {
-            self.step[v]: FAULT_STEP.IDLE,
+        out: dict[Field, object] = {
+            self.step[v]: self.steps.IDLE,
             self.gfn[v]: 0,
             self.is_private[v]: False,
             self.mmu_seq[v]: 0,
             self.max_level[v]: LEVEL.PG_LEVEL_4K,
             self.goal_level[v]: LEVEL.PG_LEVEL_4K,
+        }
+        for family, value in self.refine.idle_locals.items():
+            out[family] = value
+        return out
+
+    def begin(self, v: int, gfn: int, private: bool) -> dict[Field, object]:
+        """The effect of a fault starting: kvm_mmu_faultin_pfn() snapshots fault->mmu_seq."""
+        return {
+            self.step[v]: self.steps.SEQ_SNAPSHOT,
+            self.gfn[v]: gfn,
+            self.is_private[v]: private,
+            self.mmu_seq[v]: self.inval.seq.var,
         }
 
     def define(self, b: ModelBuilder) -> None:
@@ -120,13 +160,16 @@ class FaultPath:
             for g in range(self.sizes.gfns):
                 for private in (False, True):
                     params = {"vcpu": v, "gfn": g, "private": private}
-                    b.action(self.kvm_mmu_faultin_pfn, actor, **params)
+                    if not self.refine.entry_elsewhere:
+                        b.action(self.kvm_mmu_faultin_pfn, actor, **params)
                     b.action(self.kvm_mmu_prepare_memory_fault_exit, actor, **params)
                     b.action(self.faultin_pfn, actor, **params)
                     b.action(self.read_lock, actor, **params)
                     b.action(self.is_page_fault_stale, actor, **params)
                     b.action(self.page_fault_not_stale, actor, **params)
                     b.action(self.kvm_mmu_hugepage_adjust, actor, **params)
+                    if private and self.refine.private_walk_elsewhere:
+                        continue
                     b.action(self.tdp_mmu_link_sp, actor, **params)
                     b.action(self.tdp_mmu_split_huge_page, actor, **params)
                     b.action(self.map_target_level_2m, actor, **params)
@@ -144,15 +187,9 @@ class FaultPath:
         hardware exits only then. The access kind (fault->is_private) comes from the
         guest; it is chosen freely.
         """
-        v = vcpu
-        guard = z3.And(self.step[v].var == FAULT_STEP.IDLE, z3.Not(self._root(private).maps(gfn)))
-        effect = {
-            self.step[v]: FAULT_STEP.SEQ_SNAPSHOT,
-            self.gfn[v]: gfn,
-            self.is_private[v]: private,
-            self.mmu_seq[v]: self.inval.seq.var,
-        }
-        return Step(f"kvm_mmu_faultin_pfn(g{gfn}, {kind(private)}): fault->mmu_seq", guard, effect)
+        guard = z3.And(self.idle(vcpu), z3.Not(self._root(private).maps(gfn)))
+        return Step(f"kvm_mmu_faultin_pfn(g{gfn}, {kind(private)}): fault->mmu_seq", guard,
+                    self.begin(vcpu, gfn, private))
 
     @kernel("kvm_mmu_prepare_memory_fault_exit")
     def kvm_mmu_prepare_memory_fault_exit(self, vcpu: int, gfn: int, private: bool) -> Step:
@@ -162,10 +199,10 @@ class FaultPath:
         thread's business.
         """
         guard = z3.And(
-            self._on(vcpu, "SEQ_SNAPSHOT", gfn, private),
+            self.on(vcpu, "SEQ_SNAPSHOT", gfn, private),
             self.attrs.is_private(gfn) != private,
         )
-        return Step(f"kvm_mmu_prepare_memory_fault_exit(g{gfn}): -EFAULT", guard, self._done(vcpu))
+        return Step(f"kvm_mmu_prepare_memory_fault_exit(g{gfn}): -EFAULT", guard, self.done(vcpu))
 
     @kernel("__kvm_mmu_faultin_pfn")
     def faultin_pfn(self, vcpu: int, gfn: int, private: bool) -> Step:
@@ -176,20 +213,24 @@ class FaultPath:
         """
         v = vcpu
         region = self.sizes.region_of(gfn)
-        max_level = self.attrs.gmem_level[region].var if private else LEVEL.PG_LEVEL_2M
+        max_level: object = self.attrs.gmem_level[region].var if private else LEVEL.PG_LEVEL_2M
+        if private and self.refine.private_level_cap == "PG_LEVEL_4K":
+            max_level = LEVEL.PG_LEVEL_4K
         guard = z3.And(
-            self._on(v, "SEQ_SNAPSHOT", gfn, private),
+            self.on(v, "SEQ_SNAPSHOT", gfn, private),
             self.attrs.is_private(gfn) == private,
         )
-        effect = {self.step[v]: FAULT_STEP.PFN, self.max_level[v]: max_level}
+        effect: dict[Field, object] = {self.step[v]: self.steps.PFN, self.max_level[v]: max_level}
+        if private and self.refine.gmem_get_pfn is not None:
+            effect |= self.refine.gmem_get_pfn(gfn)
         return Step(f"__kvm_mmu_faultin_pfn(g{gfn}, {kind(private)})", guard, effect)
 
     @kernel("read_lock")
     def read_lock(self, vcpu: int, gfn: int, private: bool) -> Step:
         """read_lock(&kvm->mmu_lock) in kvm_tdp_page_fault(). Writers are single atomic
         steps in the model, so taking the read lock never waits."""
-        guard = self._on(vcpu, "PFN", gfn, private)
-        return Step("read_lock(&kvm->mmu_lock)", guard, {self.step[vcpu]: FAULT_STEP.LOCKED})
+        guard = z3.And(self.on(vcpu, "PFN", gfn, private), self.lock.read_lockable())
+        return Step("read_lock(&kvm->mmu_lock)", guard, {self.step[vcpu]: self.steps.LOCKED})
 
     def _stale(self, v: int, gfn: int) -> z3.BoolRef:
         reasons = []
@@ -207,14 +248,14 @@ class FaultPath:
         it. Guards `range-check` (in progress and gfn in range) and `seq-check` (seq
         changed). Left out: obsolete roots.
         """
-        guard = z3.And(self._on(vcpu, "LOCKED", gfn, private), self._stale(vcpu, gfn))
-        return Step("is_page_fault_stale() -> RET_PF_RETRY; read_unlock", guard, self._done(vcpu))
+        guard = z3.And(self.on(vcpu, "LOCKED", gfn, private), self._stale(vcpu, gfn))
+        return Step("is_page_fault_stale() -> RET_PF_RETRY; read_unlock", guard, self.done(vcpu))
 
     @kernel("is_page_fault_stale")
     def page_fault_not_stale(self, vcpu: int, gfn: int, private: bool) -> Step:
         """is_page_fault_stale() is false: the fault goes on to kvm_tdp_mmu_map()."""
-        guard = z3.And(self._on(vcpu, "LOCKED", gfn, private), z3.Not(self._stale(vcpu, gfn)))
-        return Step("is_page_fault_stale() == false", guard, {self.step[vcpu]: FAULT_STEP.NOT_STALE})
+        guard = z3.And(self.on(vcpu, "LOCKED", gfn, private), z3.Not(self._stale(vcpu, gfn)))
+        return Step("is_page_fault_stale() == false", guard, {self.step[vcpu]: self.steps.NOT_STALE})
 
     @kernel("kvm_mmu_hugepage_adjust")
     def kvm_mmu_hugepage_adjust(self, vcpu: int, gfn: int, private: bool) -> Step:
@@ -233,12 +274,12 @@ class FaultPath:
         if not private:
             huge.append(self.attrs.host_level[region].var == LEVEL.PG_LEVEL_2M)
         goal = z3.If(z3.And(*huge), LEVEL.PG_LEVEL_2M, LEVEL.PG_LEVEL_4K)
-        guard = self._on(v, "NOT_STALE", gfn, private)
-        effect = {self.step[v]: FAULT_STEP.MAP, self.goal_level[v]: goal}
+        guard = self.on(v, "NOT_STALE", gfn, private)
+        effect = {self.step[v]: self.steps.MAP, self.goal_level[v]: goal}
         return Step("kvm_mmu_hugepage_adjust()", guard, effect)
 
     def _walking(self, v: int, gfn: int, private: bool, level: str) -> z3.BoolRef:
-        return z3.And(self._on(v, "MAP", gfn, private), self.goal_level[v].var == LEVEL.code(level))
+        return z3.And(self.on(v, "MAP", gfn, private), self.goal_level[v].var == LEVEL.code(level))
 
     @kernel("tdp_mmu_link_sp")
     def tdp_mmu_link_sp(self, vcpu: int, gfn: int, private: bool) -> Step:
@@ -279,7 +320,7 @@ class FaultPath:
         )
         effect: dict[Field, object] = {top: SPTE_2M.LEAF}
         effect |= {root.spte_4k[g]: SPTE_4K.NONPRESENT for g in root.sizes.region_gfns(region)}
-        effect |= self._done(vcpu)
+        effect |= self.done(vcpu)
         label = root.sizes.region_labels()[region]
         return Step(f"tdp_mmu_map_handle_target_level({root.name}, 2M@{label}); read_unlock",
                     guard, effect)
@@ -295,7 +336,7 @@ class FaultPath:
             top.var == SPTE_2M.NONLEAF,
             root.spte_4k[gfn].var == SPTE_4K.NONPRESENT,
         )
-        effect: dict[Field, object] = {root.spte_4k[gfn]: SPTE_4K.LEAF, **self._done(vcpu)}
+        effect: dict[Field, object] = {root.spte_4k[gfn]: SPTE_4K.LEAF, **self.done(vcpu)}
         return Step(f"tdp_mmu_map_handle_target_level({root.name}, g{gfn}, 4K); read_unlock",
                     guard, effect)
 
@@ -314,4 +355,4 @@ class FaultPath:
             ),
         )
         return Step("tdp_mmu_map_handle_target_level(): RET_PF_SPURIOUS; read_unlock",
-                    guard, self._done(vcpu))
+                    guard, self.done(vcpu))

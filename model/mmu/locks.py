@@ -1,9 +1,10 @@
 """kvm->mmu_lock, the MMU's rwlock.
 
-Every write-side critical section of the model is a single atomic step, so between steps
-the lock is never held for write: a writer step is enabled only when no thread holds the
-lock for read. Readers are not a field of their own: each thread's step field says
-whether it is inside its read-side section, and registers that term here.
+Most write-side critical sections of the model are single atomic steps: such a step is
+enabled only when no thread holds the lock at all. A thread that keeps the write lock
+across several steps (the TDX tear-down, which makes SEAMCALLs between its steps) is a
+registered writer. Holders are not a field of their own: each thread's step field says
+whether it is inside its critical section, and registers that term here.
 """
 
 from __future__ import annotations
@@ -14,18 +15,38 @@ import z3
 class MmuLock:
     def __init__(self) -> None:
         self._readers: list[z3.BoolRef] = []
+        self._writers: list[z3.BoolRef] = []
         self._sealed = False
 
     def add_reader(self, holds_for_read: z3.BoolRef) -> None:
+        self._add(self._readers, holds_for_read)
+
+    def add_writer(self, holds_for_write: z3.BoolRef) -> None:
+        self._add(self._writers, holds_for_write)
+
+    def _add(self, holders: list[z3.BoolRef], term: z3.BoolRef) -> None:
         if self._sealed:
-            raise RuntimeError("readers must be registered before any writer step is built")
-        self._readers.append(holds_for_read)
+            raise RuntimeError("lock holders must be registered before any lock step is built")
+        holders.append(term)
 
     def write_lockable(self) -> z3.BoolRef:
-        """write_lock(&kvm->mmu_lock) would not block: no thread holds it for read."""
+        """write_lock(&kvm->mmu_lock) would not block: nobody holds the lock."""
         self._sealed = True
-        return z3.And(*[z3.Not(r) for r in self._readers])
+        return _none_of(self._readers + self._writers)
+
+    def read_lockable(self) -> z3.BoolRef:
+        """read_lock(&kvm->mmu_lock) would not block: no thread holds it for write."""
+        self._sealed = True
+        return _none_of(self._writers)
 
     def read_held(self) -> z3.BoolRef:
         """Some thread holds the lock for read."""
         return z3.Or(*self._readers) if self._readers else z3.BoolVal(False)
+
+    def write_held(self) -> z3.BoolRef:
+        """A thread holds the lock for write across steps."""
+        return z3.Or(*self._writers) if self._writers else z3.BoolVal(False)
+
+
+def _none_of(holders: list[z3.BoolRef]) -> z3.BoolRef:
+    return z3.And(*[z3.Not(h) for h in holders]) if holders else z3.BoolVal(True)

@@ -11,7 +11,7 @@ slot to either attribute, at most `max_conversions` times.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import z3
@@ -21,9 +21,29 @@ from model.lang import EnumDomain, Field, IntDomain, ModelBuilder, Step, kernel
 from .kvm import Kvm
 from .values import ATTRIBUTES
 
-IOCTL_STEP = EnumDomain("set_mem_attributes_step", ["IDLE", "STORE", "POST"])
+# Where the userspace (ioctl) thread is. The *_ZAP steps hold mmu_lock for write while
+# the TDX tear-down of mirror leaves runs (SEAMCALLs between steps); without TDX a zap is
+# part of the step that takes the lock.
+IOCTL_STEP = EnumDomain(
+    "ioctl_step",
+    [
+        "IDLE",
+        "CONVERT_ZAP",  # KVM_SET_MEMORY_ATTRIBUTES pre pass, tearing down mirror leaves
+        "STORE",  # KVM_SET_MEMORY_ATTRIBUTES: the xa_store() pass
+        "POST",  # KVM_SET_MEMORY_ATTRIBUTES: next, the post pass
+        "PUNCH_ZAP",  # guest_memfd punch-hole: kvm_gmem_invalidate_begin() tearing down
+        "TRUNCATE",  # guest_memfd punch-hole: next, truncate_inode_pages_range()
+        "GMEM_END",  # guest_memfd punch-hole: next, kvm_gmem_invalidate_end()
+        "SLOT_ZAP",  # a memslot update: zapping roots under the write lock
+    ],
+)
+ZAP_STEPS = ("CONVERT_ZAP", "PUNCH_ZAP", "SLOT_ZAP")
+AFTER_ZAP = {"CONVERT_ZAP": "STORE", "PUNCH_ZAP": "TRUNCATE", "SLOT_ZAP": "IDLE"}
 
 ACTOR = "ioctl"
+
+# tear down the mirror leaves in [start, end) from the ioctl step given: the effect
+MirrorTeardown = Callable[[int, int, str], dict[Field, object]]
 
 
 @dataclass(frozen=True)
@@ -39,6 +59,9 @@ class Conversion:
 
 
 class SetMemoryAttributes:
+    # set by a component that owns the mirror's external page table, before define()
+    mirror_teardown: MirrorTeardown | None = None
+
     def __init__(self, b: ModelBuilder, kvm: Kvm, conversions: Sequence[Conversion]) -> None:
         self.sizes, self.attrs, self.inval, self.lock = kvm.sizes, kvm.attrs, kvm.inval, kvm.lock
         self.direct, self.mirror = kvm.direct, kvm.mirror
@@ -55,6 +78,7 @@ class SetMemoryAttributes:
         self.next_gfn: Field = b.field(
             "ioctl.next_gfn", IntDomain(0, n, gfn_names), 0, "the next xa_store of the store pass"
         )
+        kvm.lock.add_writer(self.zapping())
         self.huge_range = b.guard(
             "huge-range",
             "kvm_arch_pre_set_memory_attributes() adds the whole huge page holding the head "
@@ -64,13 +88,25 @@ class SetMemoryAttributes:
         )
         b.fact(
             "invalidation_tracks_ioctl",
-            "mmu_invalidate_in_progress is 1 exactly while the ioctl is between its pre and "
-            "post pass, and seq + in_progress never exceeds the scenario's bound",
+            "mmu_invalidate_in_progress is 1 exactly while the ioctl thread is between an "
+            "invalidation's begin and end, and seq + in_progress never exceeds the scenario's bound",
             z3.And(
-                (inval.in_progress.var == 1) == (self.step.var != IOCTL_STEP.IDLE),
+                (inval.in_progress.var == 1)
+                == z3.And(self.step.var != IOCTL_STEP.IDLE, self.step.var != IOCTL_STEP.SLOT_ZAP),
                 inval.seq.var + inval.in_progress.var <= inval.max_invalidations,
             ),
         )
+
+    def zapping(self) -> z3.BoolRef:
+        """The ioctl thread holds mmu_lock for write across steps (a TDX tear-down)."""
+        return z3.Or(*[self.step.var == IOCTL_STEP.code(s) for s in ZAP_STEPS])
+
+    def after_zap(self) -> z3.ExprRef:
+        """Where the ioctl thread goes when its tear-down finishes."""
+        out: z3.ExprRef = IOCTL_STEP.IDLE
+        for zap, then in AFTER_ZAP.items():
+            out = z3.If(self.step.var == IOCTL_STEP.code(zap), IOCTL_STEP.code(then), out)
+        return out
 
     def define(self, b: ModelBuilder) -> None:
         for c in self.conversions:
@@ -116,12 +152,18 @@ class SetMemoryAttributes:
         guard `huge-range`), and kvm_unmap_gfn_range() of the leaves of the root whose
         attribute is being revoked (KVM_FILTER_SHARED when going private,
         KVM_FILTER_PRIVATE when going shared), then the TLB flush and unlock.
+        With TDX, zapping a mirror leaf makes SEAMCALLs, so the tear-down of the mirror
+        continues in steps of its own while this thread keeps the write lock.
         Left out: xa_reserve() failing with -ENOMEM, the remote TLB flush itself.
         """
         c = conversion
         value = getattr(ATTRIBUTES, c.attributes)
         revoked = self.direct if c.attributes == "PRIVATE" else self.mirror
         start, end = self._widened_range(c)
+        if revoked is self.mirror and self.mirror_teardown is not None:
+            zap = self.mirror_teardown(c.start, c.end, "CONVERT_ZAP")
+        else:
+            zap = {**revoked.zap_leafs(c.start, c.end), self.step: IOCTL_STEP.STORE}
         guard = z3.And(
             self.step.var == IOCTL_STEP.IDLE,
             self.inval.budget_left(),
@@ -130,8 +172,7 @@ class SetMemoryAttributes:
         )
         effect: dict[Field, object] = {
             **self.inval.begin_with_range(start, end),
-            **revoked.zap_leafs(c.start, c.end),
-            self.step: IOCTL_STEP.STORE,
+            **zap,
             self.start: c.start,
             self.end: c.end,
             self.attributes: value,
