@@ -36,7 +36,7 @@ from typing import Any
 
 from invariants import CATALOGUE, Bound, Kind, select
 from invariants.core import facts
-from model.lang import Model, ModelError, OptionError, UnknownName
+from model.lang import Model, ModelError, OptionError, UnknownName, order
 from model.mmu import COMPONENTS, Sizes, build
 
 TOP_KEYS = ("description", "components", "depth", "invariants", "check_deadlock", "sizes", "guards", "expect")
@@ -142,10 +142,12 @@ def parse(text: str, source: str, name: str) -> Spec:
     except OptionError as e:
         raise SpecError(source, f"sizes.{e.key}", e.problem, e.allowed) from None
     options: dict[str, dict[str, Any]] = {}
+    enabled = order(COMPONENTS, components)  # with what they require
     for c in component_keys:
         table = _table(raw, c, source)
-        if table and c not in components:
-            raise SpecError(source, c, f"options for component {c!r}, which is not in components")
+        if table and c not in enabled:
+            raise SpecError(source, c, f"options for component {c!r}, which is not in components "
+                            f"(nor required by them)", ", ".join(enabled))
         options[c] = table
     guards_off = []
     for g, state in _table(raw, "guards", source).items():

@@ -2,7 +2,8 @@
 
 from .attributes import INVARIANTS as ATTRIBUTES
 from .core import Bound, Invariant, Kind, applicable, select
+from .tdx import INVARIANTS as TDX
 
-CATALOGUE: tuple[Invariant, ...] = (*ATTRIBUTES,)
+CATALOGUE: tuple[Invariant, ...] = (*ATTRIBUTES, *TDX)
 
 __all__ = ["CATALOGUE", "Bound", "Invariant", "Kind", "applicable", "select"]

@@ -8,7 +8,7 @@ from typing import Any
 from model.lang import Component, Model, ModelBuilder, Option, OptionError, compose, order, resolve
 
 from .attributes import MemoryAttributes
-from .fault import FaultPath
+from .fault import FaultPath, FaultRefinement
 from .invalidate import Invalidation
 from .kvm import Kvm
 from .locks import MmuLock
@@ -47,26 +47,36 @@ class AttributesComponent(Component):
         self.config = resolve(self.options, options)
         self.initial = _initial_attributes(self.config["initial_attributes"], sizes)
         self.conversions = _conversions(self.config["conversions"], sizes)
+        # refined by components that take over part of this one (see configure())
+        self.fault_refinement = FaultRefinement()
+        self.extra_invalidations = 0
 
     def declare(self, b: ModelBuilder, deps: Mapping[str, Component]) -> None:
         sizes = self.sizes
         self.kvm = Kvm(
             sizes,
             MemoryAttributes(b, sizes, self.initial, self.config["private_level"], self.config["shared_level"]),
-            Invalidation(b, sizes, self.config["max_conversions"]),
+            Invalidation(b, sizes, self.config["max_conversions"] + self.extra_invalidations),
             MmuLock(),
             Root(b, sizes, "direct", private=False),
             Root(b, sizes, "mirror", private=True),
         )
-        self.fault = FaultPath(b, self.kvm)
-        self.ioctl = SetMemoryAttributes(b, self.kvm, self.conversions)
+        self.fault = FaultPath(b, self.kvm, self.fault_refinement)
+        self.ioctl = SetMemoryAttributes(b, self.kvm, self.conversions, self.config["max_conversions"])
 
     def define(self, b: ModelBuilder) -> None:
         self.fault.define(b)
         self.ioctl.define(b)
 
 
-COMPONENTS: dict[str, type[Component]] = {"attributes": AttributesComponent}
+def _registry() -> dict[str, type[Component]]:
+    from .guest import GuestComponent
+    from .tdx.component import TdxComponent
+
+    return {"attributes": AttributesComponent, "tdx": TdxComponent, "guest": GuestComponent}
+
+
+COMPONENTS: dict[str, type[Component]] = _registry()
 
 
 def _initial_attributes(text: str, sizes: Sizes) -> list[str]:

@@ -47,10 +47,6 @@ class Invalidation:
             "mmu_invalidate_range_end", gpa, self.invalid_gpa, "kvm->mmu_invalidate_range_end",
         )
 
-    def budget_left(self) -> z3.BoolRef:
-        """Another invalidation may start without the sequence number overflowing."""
-        return self.seq.var + self.in_progress.var < self.max_invalidations
-
     def begin_with_range(self, start: z3.ArithRef | int, end: z3.ArithRef | int) -> dict[Field, object]:
         """kvm_mmu_invalidate_begin() on an idle VM, then kvm_mmu_invalidate_range_add(start, end).
 

@@ -62,11 +62,14 @@ class SetMemoryAttributes:
     # set by a component that owns the mirror's external page table, before define()
     mirror_teardown: MirrorTeardown | None = None
 
-    def __init__(self, b: ModelBuilder, kvm: Kvm, conversions: Sequence[Conversion]) -> None:
+    def __init__(self, b: ModelBuilder, kvm: Kvm, conversions: Sequence[Conversion], max_conversions: int) -> None:
         self.sizes, self.attrs, self.inval, self.lock = kvm.sizes, kvm.attrs, kvm.inval, kvm.lock
         self.direct, self.mirror = kvm.direct, kvm.mirror
         sizes, inval = kvm.sizes, kvm.inval
         self.conversions = tuple(conversions)
+        self.max_conversions = max_conversions
+        # invalidations (seq bumps) made by other operations of the thread, e.g. punch-holes
+        self.other_invalidations: z3.ArithRef | int = 0
         n = sizes.gfns
         gfn_names = {g: f"g{g}" for g in range(n + 1)}
         self.step: Field = b.field("ioctl.step", IOCTL_STEP, "IDLE", "where the ioctl thread is")
@@ -166,7 +169,7 @@ class SetMemoryAttributes:
             zap = {**revoked.zap_leafs(c.start, c.end), self.step: IOCTL_STEP.STORE}
         guard = z3.And(
             self.step.var == IOCTL_STEP.IDLE,
-            self.inval.budget_left(),
+            self.inval.seq.var - self.other_invalidations < self.max_conversions,
             z3.Not(self.attrs.range_has(c.start, c.end, value)),
             self.lock.write_lockable(),
         )

@@ -1,0 +1,217 @@
+"""Invariants of the TDX mirror and external S-EPT (brief §2.5: M-Inv1..M-Inv7, pins)."""
+
+from __future__ import annotations
+
+import z3
+
+from model.lang import Model
+from model.mmu.guest import GuestComponent, Td
+from model.mmu.tdx.component import TdxComponent
+from model.mmu.values import PAGE, SEPT_2M, SEPT_4K, SPTE_2M, SPTE_4K
+
+from .core import Invariant, Kind
+
+
+def _tdx(m: Model) -> TdxComponent:
+    part = m.parts["tdx"]
+    assert isinstance(part, TdxComponent)
+    return part
+
+
+def _td(m: Model) -> Td | None:
+    part = m.parts.get("guest")
+    return part.td if isinstance(part, GuestComponent) else None
+
+
+def _owned_top(t: TdxComponent, region: int) -> z3.BoolRef:
+    return z3.Or(*[t.mirror_fault.owns_top(v, region) for v in range(t.sizes.vcpus)])
+
+
+def _owned_leaf(t: TdxComponent, gfn: int) -> z3.BoolRef:
+    return z3.Or(*[t.mirror_fault.owns_leaf(v, gfn) for v in range(t.sizes.vcpus)])
+
+
+def _external_mirrors_mirror(m: Model) -> z3.BoolRef:
+    t = _tdx(m)
+    mirror, sept = t.kvm.mirror, t.sept
+    clauses = []
+    for r in range(t.sizes.huge_pages):
+        table = z3.Implies(mirror.spte_2m[r].var == SPTE_2M.NONLEAF, sept.sept_2m[r].var == SEPT_2M.NONLEAF)
+        clauses.append(z3.Or(_owned_top(t, r), table))
+    for g in range(t.sizes.gfns):
+        s = sept.sept_4k[g].var
+        leaf = z3.Implies(
+            mirror.maps(g),
+            z3.And(sept.table_present(g), z3.Or(s == SEPT_4K.PENDING, s == SEPT_4K.MAPPED)),
+        )
+        clauses.append(z3.Or(_owned_leaf(t, g), leaf))
+    return z3.And(*clauses)
+
+
+def _no_orphan_external(m: Model) -> z3.BoolRef:
+    t = _tdx(m)
+    mirror, sept = t.kvm.mirror, t.sept
+    clauses = []
+    for r in range(t.sizes.huge_pages):
+        table = z3.Implies(sept.sept_2m[r].var == SEPT_2M.NONLEAF, mirror.spte_2m[r].var == SPTE_2M.NONLEAF)
+        clauses.append(z3.Or(_owned_top(t, r), table))
+    for g in range(t.sizes.gfns):
+        clauses.append(z3.Or(_owned_leaf(t, g), z3.Implies(sept.leaf_exists(g), mirror.maps(g))))
+    return z3.Implies(z3.Not(t.kvm.lock.write_held()), z3.And(*clauses))
+
+
+def _frozen_owned(m: Model) -> z3.BoolRef:
+    t = _tdx(m)
+    mirror, mf, vcpus = t.kvm.mirror, t.mirror_fault, range(t.sizes.vcpus)
+
+    def exactly_one(owners: list[z3.BoolRef]) -> z3.BoolRef:
+        return z3.And(z3.Or(*owners), *[z3.Not(z3.And(a, b)) for i, a in enumerate(owners) for b in owners[i + 1:]])
+
+    def at_most_one(owners: list[z3.BoolRef]) -> z3.BoolRef:
+        return z3.And(*[z3.Not(z3.And(a, b)) for i, a in enumerate(owners) for b in owners[i + 1:]])
+
+    clauses = []
+    for r in range(t.sizes.huge_pages):
+        owners = [mf.owns_top(v, r) for v in vcpus]
+        clauses.append(z3.Implies(mirror.spte_2m[r].var == SPTE_2M.FROZEN, exactly_one(owners)))
+        clauses.append(at_most_one(owners))
+    for g in range(t.sizes.gfns):
+        owners = [mf.owns_leaf(v, g) for v in vcpus]
+        clauses.append(z3.Implies(mirror.spte_4k[g].var == SPTE_4K.FROZEN, exactly_one(owners)))
+        clauses.append(at_most_one(owners))
+    return z3.And(*clauses)
+
+
+def _no_kvm_bug(m: Model) -> z3.BoolRef:
+    return z3.Not(_tdx(m).sept.vm_bugged.var)
+
+
+def _no_free_while_mapped(m: Model) -> z3.BoolRef:
+    t, td = _tdx(m), _td(m)
+    clauses = []
+    for g in range(t.sizes.gfns):
+        unmapped = [z3.Not(t.sept.leaf_exists(g))]
+        if td is not None:
+            unmapped += [z3.Not(tlb[g].var) for tlb in td.tlb]
+        clauses.append(z3.Implies(t.gmem.page[g].var == PAGE.FREED, z3.And(*unmapped)))
+    return z3.And(*clauses)
+
+
+def _no_lost_accepted_data(m: Model) -> z3.BoolRef:
+    t, td = _tdx(m), _td(m)
+    assert td is not None
+    clauses = []
+    for g in range(t.sizes.gfns):
+        s = t.sept.sept_4k[g].var
+        kept = z3.And(t.sept.table_present(g), z3.Or(s == SEPT_4K.MAPPED, s == SEPT_4K.BLOCKED))
+        clauses.append(z3.Implies(td.accepted[g].var, kept))
+    return z3.And(*clauses)
+
+
+def _frozen_entry_contended(m: Model) -> z3.BoolRef:
+    t = _tdx(m)
+    f, mirror = t.fault, t.kvm.mirror
+    witnesses = []
+    for r in range(t.sizes.huge_pages):
+        gfns = t.sizes.region_gfns(r)
+        frozen = z3.Or(mirror.spte_2m[r].var == SPTE_2M.FROZEN,
+                       *[mirror.spte_4k[g].var == SPTE_4K.FROZEN for g in gfns])
+        faulting = [
+            z3.And(z3.Not(f.idle(v)), f.is_private[v].var, z3.Or(*[f.gfn[v].var == g for g in gfns]))
+            for v in range(t.sizes.vcpus)
+        ]
+        two = [z3.And(a, b) for i, a in enumerate(faulting) for b in faulting[i + 1:]]
+        if two:
+            witnesses.append(z3.And(frozen, z3.Or(*two)))
+    return z3.Or(*witnesses) if witnesses else z3.BoolVal(False)
+
+
+def _seamcall_busy(m: Model) -> z3.BoolRef:
+    t = _tdx(m)
+    f = t.fault
+    restoring = [
+        z3.Or(f.step[v].var == f.steps.RESTORE_TOP, f.step[v].var == f.steps.RESTORE_LEAF)
+        for v in range(t.sizes.vcpus)
+    ]
+    return z3.And(z3.Not(t.sept.vm_bugged.var), z3.Or(t.sept.wait_for_sept_zap.var, *restoring))
+
+
+def _accepted_page_removed_by_conversion(m: Model) -> z3.BoolRef:
+    t, td = _tdx(m), _td(m)
+    assert td is not None
+    from model.mmu.set_memory_attributes import IOCTL_STEP
+    from model.mmu.tdx.teardown import ZAP_STEP
+
+    z = t.teardown
+    return z3.Or(*[
+        z3.And(
+            t.ioctl.step.var == IOCTL_STEP.CONVERT_ZAP,
+            z.step.var == ZAP_STEP.REMOVE, z.gfn.var == g,
+            td.accepted[g].var, t.sept.sept_4k[g].var == SEPT_4K.BLOCKED, t.sept.tracked(g),
+        )
+        for g in range(t.sizes.gfns)
+    ])
+
+
+INVARIANTS = (
+    Invariant(
+        "external_mirrors_mirror", Kind.ALWAYS,
+        "M-Inv1/2/5: every present mirror SPTE outside its owner's set_external_spte_present() "
+        "window is mirrored in the S-EPT at the same level (a 4K leaf PENDING or MAPPED, a table)",
+        "set_external_spte_present() in tdp_mmu.c; brief §2.5",
+        ("tdx",), _external_mirrors_mirror,
+    ),
+    Invariant(
+        "no_orphan_external", Kind.ALWAYS,
+        "M-Inv3: with mmu_lock not held for write, every S-EPT leaf or table has its mirror "
+        "SPTE (or a vCPU is between the SEAMCALL and its write)",
+        "tdp_mmu_set_spte() -> remove_external_spte(); __tdp_mmu_set_spte_atomic()",
+        ("tdx",), _no_orphan_external,
+    ),
+    Invariant(
+        "frozen_owned", Kind.ALWAYS,
+        "M-Inv4: a FROZEN mirror SPTE belongs to exactly one vCPU inside "
+        "set_external_spte_present(), and no two vCPUs are ever inside it for one SPTE",
+        "FROZEN_SPTE, set_external_spte_present() and kvm_tdp_mmu_map() in tdp_mmu.c",
+        ("tdx",), _frozen_owned,
+    ),
+    Invariant(
+        "no_kvm_bug", Kind.ALWAYS,
+        "M-Inv7: no SEAMCALL fails in a way KVM does not handle (KVM_BUG_ON never fires)",
+        "KVM_BUG_ON() in tdx_sept_*() and set_external_spte_present()",
+        ("tdx",), _no_kvm_bug,
+    ),
+    Invariant(
+        "no_free_while_mapped", Kind.ALWAYS,
+        "a freed private page is in no S-EPT leaf and in no vCPU's TLB",
+        "get_page() in tdx_sept_set_private_spte(), tdx_unpin() after TDH.MEM.PAGE.REMOVE",
+        ("tdx",), _no_free_while_mapped,
+    ),
+    Invariant(
+        "no_lost_accepted_data", Kind.ALWAYS,
+        "M-Inv6: a page the guest accepted stays mapped (MAPPED, or BLOCKED on its way out) "
+        "until userspace converts it to shared or punches it out",
+        "tdx_sept_remove_private_spte() callers; brief §2.5 M-Inv6",
+        ("guest",), _no_lost_accepted_data,
+    ),
+    Invariant(
+        "frozen_entry_contended", Kind.SOMETIMES,
+        "two vCPUs handle private faults in one huge region while a mirror SPTE there is FROZEN",
+        "kvm_tdp_mmu_map(): is_frozen_spte() -> retry",
+        ("tdx",), _frozen_entry_contended,
+    ),
+    Invariant(
+        "seamcall_busy", Kind.SOMETIMES,
+        "a SEAMCALL returned TDX_OPERAND_BUSY and KVM is handling it (fault retry, or "
+        "tdx_no_vcpus_enter_start())",
+        "tdx_operand_busy() in tdx.c",
+        ("guest",), _seamcall_busy,
+    ),
+    Invariant(
+        "accepted_page_removed_by_conversion", Kind.SOMETIMES,
+        "KVM_SET_MEMORY_ATTRIBUTES to shared has blocked and tracked a page the guest accepted, "
+        "and TDH.MEM.PAGE.REMOVE of it is next",
+        "kvm_arch_pre_set_memory_attributes() -> kvm_unmap_gfn_range() -> remove_external_spte()",
+        ("guest",), _accepted_page_removed_by_conversion,
+    ),
+)

@@ -1,0 +1,96 @@
+"""The TDX component: the mirror root's external S-EPT, kept in step by KVM and the module."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from model.lang import Component, ModelBuilder, Option, OptionError, resolve
+
+from ..sizes import Sizes
+from . import mirror_fault
+from .gmem import GuestMemfd, PunchHole
+from .mirror_fault import MirrorFault
+from .sept import ExternalSept
+from .teardown import SeptTeardown
+from .zappers import AtomicZaps, FastZap
+
+
+class TdxComponent(Component):
+    """Upstream KVM TDX with private memory at 4K: mirror root, S-EPT, tear-down, gmem."""
+
+    name = "tdx"
+    summary = (
+        "the TDX mirror root and the external S-EPT (freeze, TDH.MEM.SEPT.ADD / PAGE.AUG, "
+        "BLOCK / TRACK / REMOVE under the write lock, BUSY), the TDX module as an oracle, "
+        "guest_memfd pages and pins with punch-hole, NX recovery and fast zaps"
+    )
+    requires = ("attributes",)
+    options = (
+        Option("max_punch_holes", int, 1, "fallocate(PUNCH_HOLE) calls allowed", minimum=0, maximum=2),
+        Option("punch_holes", list, [],
+               "a list of {start, end} tables (GFNs [start, end)); empty means any range"),
+        Option("max_memslot_updates", int, 1,
+               "updates of another memslot (each calls kvm_mmu_zap_all_fast)", minimum=0, maximum=2),
+        Option("nx_recovery", bool, True,
+               "run the NX huge page recovery worker, a zapper under the read lock"),
+    )
+
+    def __init__(self, sizes: Sizes, options: Mapping[str, Any]) -> None:
+        self.sizes = sizes
+        self.config = resolve(self.options, options)
+        self.punch_holes = _punch_holes(self.config["punch_holes"], sizes)
+
+    def configure(self, enabled: Mapping[str, Component]) -> None:
+        attrs = enabled["attributes"]
+        refine = attrs.fault_refinement  # type: ignore[attr-defined]
+        refine.locked_steps = mirror_fault.STEPS
+        refine.private_walk_elsewhere = True
+        refine.private_level_cap = "PG_LEVEL_4K"  # tdx_gmem_private_max_mapping_level()
+        attrs.extra_invalidations = self.config["max_punch_holes"]  # type: ignore[attr-defined]
+
+    def declare(self, b: ModelBuilder, deps: Mapping[str, Component]) -> None:
+        attrs = deps["attributes"]
+        kvm = attrs.kvm  # type: ignore[attr-defined]
+        self.kvm, self.fault, self.ioctl = kvm, attrs.fault, attrs.ioctl  # type: ignore[attr-defined]
+        sizes = self.sizes
+        self.sept = ExternalSept(b, sizes)
+        self.gmem = GuestMemfd(b, sizes, self.punch_holes, self.config["max_punch_holes"])
+        self.fault.refine.gmem_get_pfn = self.gmem.get_pfn
+        self.mirror_fault = MirrorFault(b, self.fault, kvm.mirror, self.sept, self.gmem)
+        self.teardown = SeptTeardown(b, kvm.mirror, self.sept, self.gmem, self.mirror_fault.dirty)
+        self.teardown.bind(self.ioctl)
+        self.ioctl.mirror_teardown = self.teardown.start
+        self.ioctl.other_invalidations = self.gmem.punched.var
+        self.gmem.bind(self.ioctl, kvm.inval, kvm.lock, self.teardown)
+        self.atomic = AtomicZaps(b, kvm.direct, kvm.mirror, self.mirror_fault.dirty) \
+            if self.config["nx_recovery"] else None
+        self.fast_zap = FastZap(b, kvm.direct, self.config["max_memslot_updates"])
+        self.fast_zap.bind(self.ioctl, kvm.lock, self.teardown)
+
+    def define(self, b: ModelBuilder) -> None:
+        self.mirror_fault.define(b)
+        self.teardown.define(b)
+        self.gmem.define(b)
+        if self.atomic is not None:
+            self.atomic.bind(self.kvm.lock)
+            self.atomic.define(b)
+        self.fast_zap.define(b)
+
+
+def _punch_holes(entries: list[Any], sizes: Sizes) -> list[PunchHole]:
+    n = sizes.gfns
+    if not entries:
+        return [PunchHole(s, e) for s in range(n) for e in range(s + 1, n + 1)]
+    out: list[PunchHole] = []
+    for i, entry in enumerate(entries):
+        key = f"punch_holes[{i}]"
+        if not isinstance(entry, dict) or set(entry) != {"start", "end"}:
+            raise OptionError(key, f"{entry!r} is not a table of start, end", "{start = GFN, end = GFN}")
+        start, end = entry["start"], entry["end"]
+        ok = all(isinstance(x, int) and not isinstance(x, bool) for x in (start, end))
+        if not ok or not 0 <= start < end <= n:
+            raise OptionError(f"{key}.start/end", f"[{start}, {end}) is not a range of GFNs",
+                              f"0 <= start < end <= {n}")
+        out.append(PunchHole(start, end))
+    return out

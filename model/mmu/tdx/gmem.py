@@ -1,0 +1,125 @@
+"""guest_memfd pages of a TD, their TDX pins, and fallocate(PUNCH_HOLE).
+
+Kernel: virt/kvm/guest_memfd.c (kvm_gmem_get_pfn, kvm_gmem_punch_hole,
+kvm_gmem_invalidate_begin/_end) and the pin TDX takes in tdx_sept_set_private_spte()
+(get_page) and drops in tdx_unpin() after TDH.MEM.PAGE.REMOVE.
+
+Abstractions: each GFN has one private page. truncate_inode_pages_range() frees a page
+only if TDX does not pin it; a pinned page stays (the model does not tell "still in the
+file" from "truncated but pinned"). A later private fault allocates the GFN's page
+again; that this is "the same page" is sound for the model's invariants because a page
+freed while still mapped is caught in the state where it is freed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import z3
+
+from model.lang import BOOL, Family, Field, IntDomain, ModelBuilder, Step, kernel
+
+from ..invalidate import Invalidation
+from ..locks import MmuLock
+from ..set_memory_attributes import ACTOR, IOCTL_STEP, SetMemoryAttributes
+from ..sizes import Sizes
+from ..values import PAGE
+
+if TYPE_CHECKING:
+    from .teardown import SeptTeardown
+
+
+@dataclass(frozen=True)
+class PunchHole:
+    """One fallocate(PUNCH_HOLE) of the guest_memfd range of GFNs [start, end)."""
+
+    start: int
+    end: int
+
+    def text(self) -> str:
+        return f"[g{self.start},g{self.end})"
+
+
+class GuestMemfd:
+    def __init__(self, b: ModelBuilder, sizes: Sizes, punch_holes: Sequence[PunchHole],
+                 max_punch_holes: int) -> None:
+        self.sizes = sizes
+        self.punch_holes = tuple(punch_holes)
+        self.max_punch_holes = max_punch_holes
+        self.page: Family = b.family(
+            "gmem_page", sizes.gfn_labels(), PAGE, "ALLOCATED",
+            "the GFN's private page: in guest_memfd, or freed to the host",
+        )
+        self.pinned: Family = b.family(
+            "tdx_pinned", sizes.gfn_labels(), BOOL, False,
+            "TDX holds a reference to the page (get_page() before TDH.MEM.PAGE.AUG)",
+        )
+        self.punched: Field = b.field(
+            "gmem.punch_holes", IntDomain(0, max_punch_holes), 0,
+            "fallocate(PUNCH_HOLE) calls made so far (bounded by the scenario)",
+        )
+
+    def pin(self, gfn: int) -> dict[Field, object]:
+        return {self.pinned[gfn]: True}
+
+    def unpin(self, gfn: int) -> dict[Field, object]:
+        """tdx_unpin(): put_page()."""
+        return {self.pinned[gfn]: False}
+
+    def get_pfn(self, gfn: int) -> dict[Field, object]:
+        """kvm_gmem_get_pfn() allocates the page if the file has a hole there."""
+        return {self.page[gfn]: PAGE.ALLOCATED}
+
+    def bind(self, ioctl: SetMemoryAttributes, inval: Invalidation, lock: MmuLock, teardown: SeptTeardown) -> None:
+        self.ioctl, self.inval, self.lock, self.teardown = ioctl, inval, lock, teardown
+
+    def define(self, b: ModelBuilder) -> None:
+        for p in self.punch_holes:
+            b.action(self.kvm_gmem_punch_hole, ACTOR, hole=p)
+        b.action(self.truncate_inode_pages_range, ACTOR)
+        b.action(self.kvm_gmem_invalidate_end, ACTOR)
+
+    @kernel("kvm_gmem_punch_hole")
+    def kvm_gmem_punch_hole(self, hole: PunchHole) -> Step:
+        """fallocate(PUNCH_HOLE) -> kvm_gmem_punch_hole() up to kvm_gmem_invalidate_begin():
+        under mmu_lock for write, kvm_mmu_invalidate_begin(), then kvm_mmu_unmap_gfn_range()
+        (range add, then zap with KVM_FILTER_PRIVATE: the mirror leaves of the range go
+        through the TDX tear-down). Left out: filemap_invalidate_lock (the ioctl thread
+        does one thing at a time), several bindings of the file."""
+        io = self.ioctl
+        guard = z3.And(
+            io.step.var == IOCTL_STEP.IDLE,
+            self.punched.var < self.max_punch_holes,
+            self.lock.write_lockable(),
+        )
+        effect: dict[Field, object] = {
+            **self.inval.begin_with_range(hole.start, hole.end),
+            **self.teardown.start(hole.start, hole.end, "PUNCH_ZAP"),
+            io.start: hole.start,
+            io.end: hole.end,
+            self.punched: self.punched.var + 1,
+        }
+        return Step(f"kvm_gmem_punch_hole({hole.text()}): kvm_gmem_invalidate_begin", guard, effect)
+
+    @kernel("truncate_inode_pages_range")
+    def truncate_inode_pages_range(self) -> Step:
+        """kvm_gmem_punch_hole() -> truncate_inode_pages_range(): the pages of the range
+        leave the file; a page nobody else references (no TDX pin) is freed."""
+        io = self.ioctl
+        effect: dict[Field, object] = {io.step: IOCTL_STEP.GMEM_END}
+        for g in range(self.sizes.gfns):
+            inside = z3.And(io.start.var <= g, io.end.var > g)
+            effect[self.page[g]] = z3.If(z3.And(inside, z3.Not(self.pinned[g].var)), PAGE.FREED,
+                                         self.page[g].var)
+        return Step("truncate_inode_pages_range()", io.step.var == IOCTL_STEP.TRUNCATE, effect)
+
+    @kernel("kvm_gmem_invalidate_end")
+    def kvm_gmem_invalidate_end(self) -> Step:
+        """kvm_gmem_punch_hole() -> kvm_gmem_invalidate_end(): kvm_mmu_invalidate_end()
+        under mmu_lock for write (seq++, in_progress--)."""
+        io = self.ioctl
+        guard = z3.And(io.step.var == IOCTL_STEP.GMEM_END, self.lock.write_lockable())
+        effect = {**self.inval.end(), io.step: IOCTL_STEP.IDLE, io.start: 0, io.end: 0}
+        return Step("kvm_gmem_invalidate_end()", guard, effect)

@@ -1,0 +1,290 @@
+"""The private fault path of a TD: kvm_tdp_mmu_map() on the mirror root, under the read lock.
+
+Kernel (arch/x86/kvm/mmu/tdp_mmu.c, ~6.16): a present value written to a mirror SPTE goes
+through __tdp_mmu_set_spte_atomic() -> set_external_spte_present(): try_cmpxchg64() of
+the SPTE to FROZEN_SPTE, then the SEAMCALL (link_external_spt -> TDH.MEM.SEPT.ADD for a
+table, set_external_spte -> TDH.MEM.PAGE.AUG for a leaf), then __kvm_tdp_mmu_write_spte()
+of the new value on success or of the old one on failure. Every one of these is a step
+of its own: other vCPUs walk the mirror in between, see FROZEN_SPTE and retry
+(RET_PF_RETRY), and the guest runs on other vCPUs while the module works.
+
+Private memory is mapped at 4K only (tdx_gmem_private_max_mapping_level()), so the walk
+links the 4K table and installs a 4K leaf. Left out: tdx_handle_ept_violation()'s local
+retry loop (a retried fault here returns to the guest, which faults again), the
+pre-finalize premap path (TD build), fault->prefetch.
+"""
+
+from __future__ import annotations
+
+import z3
+
+from model.lang import BOOL, Family, Field, ModelBuilder, Step, kernel
+
+from ..fault import FaultPath, vcpu_actor
+from ..tdp import Root
+from ..values import SEPT_2M, SEPT_4K, SPTE_2M, SPTE_4K
+from .gmem import GuestMemfd
+from .sept import MODULE, ExternalSept
+
+# fault steps of the mirror walk, all under the read lock
+STEPS = (
+    "FROZEN_TOP",  # the 2M-level mirror SPTE is frozen by this vCPU; next TDH.MEM.SEPT.ADD
+    "LINKED_TOP",  # TDH.MEM.SEPT.ADD succeeded; next: write the non-leaf
+    "RESTORE_TOP",  # the SEAMCALL failed; next: write back the old value
+    "FROZEN_LEAF",  # the 4K mirror SPTE is frozen by this vCPU; next TDH.MEM.PAGE.AUG
+    "AUGED",  # TDH.MEM.PAGE.AUG succeeded; next: write the leaf
+    "RESTORE_LEAF",  # the SEAMCALL failed; next: write back the old value
+)
+OWNS_TOP = ("FROZEN_TOP", "LINKED_TOP", "RESTORE_TOP")
+OWNS_LEAF = ("FROZEN_LEAF", "AUGED", "RESTORE_LEAF")
+
+
+class MirrorFault:
+    def __init__(self, b: ModelBuilder, fault: FaultPath, mirror: Root, sept: ExternalSept,
+                 gmem: GuestMemfd) -> None:
+        self.fault, self.mirror, self.sept, self.gmem = fault, mirror, sept, gmem
+        self.sizes = fault.sizes
+        self.write: Family = b.family(
+            "fault.write", self.sizes.vcpu_labels(), BOOL, False,
+            "the access that faulted was a write (PFERR_WRITE_MASK)",
+        )
+        fault.refine.idle_locals.update({w: False for w in self.write})
+        self.dirty: Family = b.family(
+            "mirror_spte_dirty", self.sizes.gfn_labels(), BOOL, False,
+            "the volatile A/D state of the 4K mirror leaf (make_spte() sets it for a write fault)",
+        )
+        self.freeze = b.guard(
+            "freeze",
+            "set_external_spte_present() freezes the mirror SPTE (try_cmpxchg64 to "
+            "FROZEN_SPTE) before the SEAMCALL and writes the new value only after it succeeds",
+            "set_external_spte_present() in tdp_mmu.c; Documentation/virt/kvm/x86/tdx-tdp-mmu "
+            "design, PATCH v10 107/108 (lore 91062ba1b723...isaku.yamahata@intel.com)",
+        )
+        self.spurious_check = b.guard(
+            "spurious-check",
+            "tdp_mmu_map_handle_target_level() returns RET_PF_SPURIOUS, writing nothing, when "
+            "the SPTE is already a present leaf that allows the access",
+            "commit 386d69f9f29b (KVM: x86/mmu: Treat TDP MMU faults as spurious if access "
+            "is already allowed)",
+        )
+
+    # -- helpers --------------------------------------------------------------------
+
+    def owns_top(self, v: int, region: int) -> z3.BoolRef:
+        """vCPU v is inside set_external_spte_present() for the region's 2M-level SPTE."""
+        return self._owns(v, OWNS_TOP, self.sizes.region_gfns(region))
+
+    def owns_leaf(self, v: int, gfn: int) -> z3.BoolRef:
+        """vCPU v is inside set_external_spte_present() for gfn's 4K SPTE."""
+        return self._owns(v, OWNS_LEAF, [gfn])
+
+    def _owns(self, v: int, steps: tuple[str, ...], gfns: object) -> z3.BoolRef:
+        f = self.fault
+        return z3.And(
+            z3.Or(*[f.step[v].var == f.steps.code(s) for s in steps]),
+            z3.Or(*[f.gfn[v].var == g for g in gfns]),  # type: ignore[attr-defined]
+            f.is_private[v].var,
+        )
+
+    def _at(self, v: int, step: str, gfn: int) -> z3.BoolRef:
+        return self.fault.on(v, step, gfn, True)
+
+    def _goto(self, v: int, step: str) -> dict[Field, object]:
+        return {self.fault.step[v]: self.fault.steps.code(step)}
+
+    def _walk_at(self, v: int, gfn: int) -> tuple[z3.BoolRef, z3.ExprRef, z3.ExprRef]:
+        return self._at(v, "MAP", gfn), self.mirror.top(gfn).var, self.mirror.spte_4k[gfn].var
+
+    def define(self, b: ModelBuilder) -> None:
+        for v in range(self.sizes.vcpus):
+            actor = vcpu_actor(v)
+            for g in range(self.sizes.gfns):
+                b.action(self.tdp_mmu_link_sp, actor, vcpu=v, gfn=g)
+                b.action(self.tdh_mem_sept_add, MODULE, vcpu=v, gfn=g)
+                b.action(self.tdh_mem_sept_add_busy, MODULE, vcpu=v, gfn=g)
+                b.action(self.tdh_mem_sept_add_error, MODULE, vcpu=v, gfn=g)
+                b.action(self.write_linked, actor, vcpu=v, gfn=g)
+                b.action(self.restore_top, actor, vcpu=v, gfn=g)
+                b.action(self.retry_frozen, actor, vcpu=v, gfn=g)
+                b.action(self.map_target_level, actor, vcpu=v, gfn=g)
+                b.action(self.tdh_mem_page_aug, MODULE, vcpu=v, gfn=g)
+                b.action(self.tdh_mem_page_aug_busy, MODULE, vcpu=v, gfn=g)
+                b.action(self.tdh_mem_page_aug_error, MODULE, vcpu=v, gfn=g)
+                b.action(self.write_leaf, actor, vcpu=v, gfn=g)
+                b.action(self.restore_leaf, actor, vcpu=v, gfn=g)
+                b.action(self.map_spurious, actor, vcpu=v, gfn=g)
+                if not self.spurious_check:
+                    b.action(self.set_external_spte_present_was_present, actor, vcpu=v, gfn=g)
+
+    # -- linking the 4K table -------------------------------------------------------
+
+    @kernel("set_external_spte_present")
+    def tdp_mmu_link_sp(self, vcpu: int, gfn: int) -> Step:
+        """kvm_tdp_mmu_map() finds the 2M-level mirror SPTE non-present and links a new
+        table: tdp_mmu_link_sp() -> tdp_mmu_set_spte_atomic() -> set_external_spte_present()
+        freezes it with try_cmpxchg64(sptep, &old, FROZEN_SPTE). Without guard `freeze`
+        the non-leaf value is written at once, before TDH.MEM.SEPT.ADD (the design the
+        freeze replaced)."""
+        at, top, _ = self._walk_at(vcpu, gfn)
+        topf = self.mirror.top(gfn)
+        new = SPTE_2M.FROZEN if self.freeze else SPTE_2M.NONLEAF
+        what = "try_cmpxchg64(FROZEN_SPTE)" if self.freeze else "write non-leaf (no freeze)"
+        region = self.sizes.region_labels()[self.sizes.region_of(gfn)]
+        return Step(f"tdp_mmu_link_sp(mirror, 2M@{region}): {what}",
+                    z3.And(at, top == SPTE_2M.NONPRESENT), {topf: new, **self._goto(vcpu, "FROZEN_TOP")})
+
+    def _sept_add(self, vcpu: int, gfn: int) -> tuple[z3.BoolRef, Field, str]:
+        region = self.sizes.region_of(gfn)
+        label = self.sizes.region_labels()[region]
+        return self._at(vcpu, "FROZEN_TOP", gfn), self.sept.sept_2m[region], f"TDH.MEM.SEPT.ADD(2M@{label})"
+
+    @kernel("tdh_mem_sept_add")
+    def tdh_mem_sept_add(self, vcpu: int, gfn: int) -> Step:
+        """link_external_spt -> tdx_sept_link_private_spt() -> tdh_mem_sept_add(): TDH.MEM.SEPT.ADD succeeds:
+        the S-EPT entry was free, and now points to the new S-EPT page."""
+        at, entry, name = self._sept_add(vcpu, gfn)
+        return Step(f"{name} for vCPU{vcpu} -> TDX_SUCCESS",
+                    z3.And(at, entry.var == SEPT_2M.FREE),
+                    {entry: SEPT_2M.NONLEAF, **self._goto(vcpu, "LINKED_TOP")})
+
+    @kernel("tdh_mem_sept_add")
+    def tdh_mem_sept_add_busy(self, vcpu: int, gfn: int) -> Step:
+        """tdh_mem_sept_add(): TDH.MEM.SEPT.ADD returns TDX_OPERAND_BUSY: it takes the SEPT tree lock shared,
+        which a vCPU entering the TD (zero-step mitigation) or a guest TDCALL can hold;
+        tdx_sept_link_private_spt() returns -EBUSY. The model allows BUSY only while some
+        vCPU runs in the TD."""
+        at, _, name = self._sept_add(vcpu, gfn)
+        return Step(f"{name} for vCPU{vcpu} -> TDX_OPERAND_BUSY",
+                    z3.And(at, self.sept.td.any_in_guest()), self._goto(vcpu, "RESTORE_TOP"))
+
+    @kernel("tdh_mem_sept_add")
+    def tdh_mem_sept_add_error(self, vcpu: int, gfn: int) -> Step:
+        """tdh_mem_sept_add(): TDH.MEM.SEPT.ADD on an entry that is already a table fails
+        (TDX_EPT_ENTRY_STATE_INCORRECT): tdx_sept_link_private_spt() KVM_BUG_ON()s."""
+        at, entry, name = self._sept_add(vcpu, gfn)
+        return Step(f"{name} for vCPU{vcpu} -> TDX_EPT_ENTRY_STATE_INCORRECT; KVM_BUG_ON",
+                    z3.And(at, entry.var != SEPT_2M.FREE),
+                    {**self.sept.bug(), **self._goto(vcpu, "RESTORE_TOP")})
+
+    @kernel("__kvm_tdp_mmu_write_spte")
+    def write_linked(self, vcpu: int, gfn: int) -> Step:
+        """set_external_spte_present() after success: __kvm_tdp_mmu_write_spte(sptep,
+        new_spte) publishes the non-leaf; kvm_tdp_mmu_map() steps down into the table."""
+        topf = self.mirror.top(gfn)
+        return Step("__kvm_tdp_mmu_write_spte(2M, non-leaf)", self._at(vcpu, "LINKED_TOP", gfn),
+                    {topf: SPTE_2M.NONLEAF, **self._goto(vcpu, "MAP")})
+
+    @kernel("__kvm_tdp_mmu_write_spte")
+    def restore_top(self, vcpu: int, gfn: int) -> Step:
+        """set_external_spte_present() after a failed SEAMCALL: __kvm_tdp_mmu_write_spte()
+        of the old value; tdp_mmu_link_sp() fails and the fault returns RET_PF_RETRY."""
+        topf = self.mirror.top(gfn)
+        return Step("__kvm_tdp_mmu_write_spte(2M, old_spte); RET_PF_RETRY; read_unlock",
+                    self._at(vcpu, "RESTORE_TOP", gfn),
+                    {topf: SPTE_2M.NONPRESENT, **self.fault.done(vcpu)})
+
+    @kernel("kvm_tdp_mmu_map")
+    def retry_frozen(self, vcpu: int, gfn: int) -> Step:
+        """kvm_tdp_mmu_map(): "If SPTE has been frozen by another thread, just give up
+        and retry" - RET_PF_RETRY, and the vCPU faults again later."""
+        at, top, leaf = self._walk_at(vcpu, gfn)
+        frozen = z3.Or(top == SPTE_2M.FROZEN, z3.And(top == SPTE_2M.NONLEAF, leaf == SPTE_4K.FROZEN))
+        return Step("kvm_tdp_mmu_map(): is_frozen_spte() -> RET_PF_RETRY; read_unlock",
+                    z3.And(at, frozen), self.fault.done(vcpu))
+
+    # -- installing the 4K leaf -----------------------------------------------------
+
+    @kernel("tdp_mmu_map_handle_target_level")
+    def map_target_level(self, vcpu: int, gfn: int) -> Step:
+        """tdp_mmu_map_handle_target_level() at 4K over a non-present SPTE:
+        tdp_mmu_set_spte_atomic() -> set_external_spte_present() freezes it. Without guard
+        `freeze` the leaf is written at once, before TDH.MEM.PAGE.AUG."""
+        at, top, leaf = self._walk_at(vcpu, gfn)
+        f = self.mirror.spte_4k[gfn]
+        effect: dict[Field, object] = self._goto(vcpu, "FROZEN_LEAF")
+        if self.freeze:
+            effect[f] = SPTE_4K.FROZEN
+        else:
+            effect |= {f: SPTE_4K.LEAF, self.dirty[gfn]: self.write[vcpu].var}
+        what = "try_cmpxchg64(FROZEN_SPTE)" if self.freeze else "write leaf (no freeze)"
+        return Step(f"tdp_mmu_map_handle_target_level(mirror, g{gfn}, 4K): {what}",
+                    z3.And(at, top == SPTE_2M.NONLEAF, leaf == SPTE_4K.NONPRESENT), effect)
+
+    def _aug(self, vcpu: int, gfn: int) -> tuple[z3.BoolRef, str]:
+        return self._at(vcpu, "FROZEN_LEAF", gfn), f"TDH.MEM.PAGE.AUG(g{gfn}) for vCPU{vcpu}"
+
+    @kernel("tdh_mem_page_aug")
+    def tdh_mem_page_aug(self, vcpu: int, gfn: int) -> Step:
+        """set_external_spte -> tdx_sept_set_private_spte(): get_page() pins the page,
+        then tdh_mem_page_aug(): TDH.MEM.PAGE.AUG succeeds: the parent S-EPT table exists and the entry was
+        free; the entry is now PENDING until the guest accepts it."""
+        at, name = self._aug(vcpu, gfn)
+        guard = z3.And(at, self.sept.table_present(gfn), self.sept.sept_4k[gfn].var == SEPT_4K.FREE)
+        effect = {self.sept.sept_4k[gfn]: SEPT_4K.PENDING, **self.gmem.pin(gfn), **self._goto(vcpu, "AUGED")}
+        return Step(f"{name} -> TDX_SUCCESS (PENDING)", guard, effect)
+
+    @kernel("tdh_mem_page_aug")
+    def tdh_mem_page_aug_busy(self, vcpu: int, gfn: int) -> Step:
+        """tdh_mem_page_aug(): TDH.MEM.PAGE.AUG returns TDX_OPERAND_BUSY (contention on the SEPT tree or the
+        entry with a vCPU in the TD): tdx_mem_page_aug() unpins the page and returns
+        -EBUSY. Allowed only while some vCPU runs in the TD."""
+        at, name = self._aug(vcpu, gfn)
+        return Step(f"{name} -> TDX_OPERAND_BUSY", z3.And(at, self.sept.td.any_in_guest()),
+                    self._goto(vcpu, "RESTORE_LEAF"))
+
+    @kernel("tdh_mem_page_aug")
+    def tdh_mem_page_aug_error(self, vcpu: int, gfn: int) -> Step:
+        """tdh_mem_page_aug(): TDH.MEM.PAGE.AUG fails: no S-EPT table above the entry (TDX_EPT_WALK_FAILED)
+        or the entry is not free (TDX_EPT_ENTRY_STATE_INCORRECT); tdx_mem_page_aug()
+        KVM_BUG_ON()s and unpins."""
+        at, name = self._aug(vcpu, gfn)
+        walk_failed = z3.Not(self.sept.table_present(gfn))
+        guard = z3.And(at, z3.Or(walk_failed, self.sept.sept_4k[gfn].var != SEPT_4K.FREE))
+        return Step(f"{name} -> TDX_EPT_WALK_FAILED / TDX_EPT_ENTRY_STATE_INCORRECT; KVM_BUG_ON",
+                    guard, {**self.sept.bug(), **self._goto(vcpu, "RESTORE_LEAF")})
+
+    @kernel("__kvm_tdp_mmu_write_spte")
+    def write_leaf(self, vcpu: int, gfn: int) -> Step:
+        """set_external_spte_present() after success: __kvm_tdp_mmu_write_spte() of the
+        new leaf (its A/D state from the access); RET_PF_FIXED; read_unlock()."""
+        f = self.mirror.spte_4k[gfn]
+        effect = {f: SPTE_4K.LEAF, self.dirty[gfn]: self.write[vcpu].var, **self.fault.done(vcpu)}
+        return Step(f"__kvm_tdp_mmu_write_spte(g{gfn}, leaf); RET_PF_FIXED; read_unlock",
+                    self._at(vcpu, "AUGED", gfn), effect)
+
+    @kernel("__kvm_tdp_mmu_write_spte")
+    def restore_leaf(self, vcpu: int, gfn: int) -> Step:
+        """set_external_spte_present() after a failed SEAMCALL: __kvm_tdp_mmu_write_spte()
+        writes back the old, non-present value; the fault returns RET_PF_RETRY."""
+        f = self.mirror.spte_4k[gfn]
+        effect = {f: SPTE_4K.NONPRESENT, self.dirty[gfn]: False, **self.fault.done(vcpu)}
+        return Step(f"__kvm_tdp_mmu_write_spte(g{gfn}, old_spte); RET_PF_RETRY; read_unlock",
+                    self._at(vcpu, "RESTORE_LEAF", gfn), effect)
+
+    def _present_leaf(self, vcpu: int, gfn: int) -> z3.BoolRef:
+        at, top, leaf = self._walk_at(vcpu, gfn)
+        return z3.And(at, top == SPTE_2M.NONLEAF, leaf == SPTE_4K.LEAF)
+
+    @kernel("tdp_mmu_map_handle_target_level")
+    def map_spurious(self, vcpu: int, gfn: int) -> Step:
+        """tdp_mmu_map_handle_target_level() finds a present 4K leaf: with guard
+        `spurious-check` the access is already allowed (private leaves are RWX), so
+        RET_PF_SPURIOUS; without it, only a new SPTE equal to the old one (same A/D
+        state) is spurious."""
+        same = self.dirty[gfn].var == self.write[vcpu].var
+        guard = self._present_leaf(vcpu, gfn)
+        if not self.spurious_check:
+            guard = z3.And(guard, same)
+        return Step("tdp_mmu_map_handle_target_level(): RET_PF_SPURIOUS; read_unlock", guard,
+                    self.fault.done(vcpu))
+
+    @kernel("set_external_spte_present")
+    def set_external_spte_present_was_present(self, vcpu: int, gfn: int) -> Step:
+        """Without guard `spurious-check`: make_spte() gives a value that differs from the
+        present leaf only in its A/D state, so tdp_mmu_set_spte_atomic() ->
+        set_external_spte_present() is called on a present SPTE and KVM_BUG_ON(was_present)
+        fires (before that check existed, a second TDH.MEM.PAGE.AUG failed with
+        TDX_EPT_ENTRY_STATE_INCORRECT)."""
+        guard = z3.And(self._present_leaf(vcpu, gfn), self.dirty[gfn].var != self.write[vcpu].var)
+        return Step(f"set_external_spte_present(g{gfn}): KVM_BUG_ON(was_present)", guard,
+                    {**self.sept.bug(), **self.fault.done(vcpu)})
