@@ -65,16 +65,19 @@ class ReferenceResult:
     seconds: float
 
 
-def textbook_bfs(model: Model, time_limit: float | None = None) -> ReferenceResult:
+def textbook_bfs(model: Model, time_limit: float | None = None, max_depth: int | None = None) -> ReferenceResult:
     successors = compile_scalar(model)
     start = time.perf_counter()
     init = pack_int(model.init)
     depth = {init: 0}
     queue = deque([init])
-    generated, deepest, n = 1, 0, 0
+    generated, deepest, n, cut = 1, 0, 0, False
     while queue:
         s = queue.popleft()
         d = depth[s] + 1
+        if max_depth is not None and d > max_depth:
+            cut = True
+            continue
         for t in successors(s):
             generated += 1
             if t not in depth:
@@ -84,4 +87,4 @@ def textbook_bfs(model: Model, time_limit: float | None = None) -> ReferenceResu
         n += 1
         if time_limit is not None and n % 4096 == 0 and time.perf_counter() - start > time_limit:
             return ReferenceResult(len(depth), generated, deepest, False, time.perf_counter() - start)
-    return ReferenceResult(len(depth), generated, deepest, True, time.perf_counter() - start)
+    return ReferenceResult(len(depth), generated, deepest, not cut, time.perf_counter() - start)

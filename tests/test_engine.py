@@ -146,6 +146,12 @@ def test_explicit_engine_and_textbook_reference_agree_on_every_shipped_model(nam
     """Two independent searches (vectorised levels vs. one state at a time, NumPy vs. plain
     Python code generated from the same z3 terms) must find the same state space."""
     model, _ = shipped()[name]
+    if "tdx" in model.parts:  # 10^8 states: compare the first levels
+        _, r = search(model, depth=9)
+        ref = textbook_bfs(model, max_depth=9)
+        assert not r.complete and not ref.complete
+        assert (r.distinct, r.depth) == (ref.distinct, ref.depth)
+        return
     _, r = search(model)
     ref = textbook_bfs(model)
     assert r.complete and ref.complete

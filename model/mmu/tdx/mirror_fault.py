@@ -109,7 +109,8 @@ class MirrorFault:
                 b.action(self.map_target_level, actor, vcpu=v, gfn=g)
                 b.action(self.tdh_mem_page_aug, MODULE, vcpu=v, gfn=g)
                 b.action(self.tdh_mem_page_aug_busy, MODULE, vcpu=v, gfn=g)
-                b.action(self.tdh_mem_page_aug_error, MODULE, vcpu=v, gfn=g)
+                b.action(self.tdh_mem_page_aug_walk_failed, MODULE, vcpu=v, gfn=g)
+                b.action(self.tdh_mem_page_aug_state_incorrect, MODULE, vcpu=v, gfn=g)
                 b.action(self.write_leaf, actor, vcpu=v, gfn=g)
                 b.action(self.restore_leaf, actor, vcpu=v, gfn=g)
                 b.action(self.map_spurious, actor, vcpu=v, gfn=g)
@@ -233,14 +234,21 @@ class MirrorFault:
                     self._goto(vcpu, "RESTORE_LEAF"))
 
     @kernel("tdh_mem_page_aug")
-    def tdh_mem_page_aug_error(self, vcpu: int, gfn: int) -> Step:
-        """tdh_mem_page_aug(): TDH.MEM.PAGE.AUG fails: no S-EPT table above the entry (TDX_EPT_WALK_FAILED)
-        or the entry is not free (TDX_EPT_ENTRY_STATE_INCORRECT); tdx_mem_page_aug()
-        KVM_BUG_ON()s and unpins."""
+    def tdh_mem_page_aug_walk_failed(self, vcpu: int, gfn: int) -> Step:
+        """tdh_mem_page_aug(): TDH.MEM.PAGE.AUG with no S-EPT table above the entry fails
+        with TDX_EPT_WALK_FAILED; tdx_mem_page_aug() KVM_BUG_ON()s and unpins."""
         at, name = self._aug(vcpu, gfn)
-        walk_failed = z3.Not(self.sept.table_present(gfn))
-        guard = z3.And(at, z3.Or(walk_failed, self.sept.sept_4k[gfn].var != SEPT_4K.FREE))
-        return Step(f"{name} -> TDX_EPT_WALK_FAILED / TDX_EPT_ENTRY_STATE_INCORRECT; KVM_BUG_ON",
+        return Step(f"{name} -> TDX_EPT_WALK_FAILED; KVM_BUG_ON",
+                    z3.And(at, z3.Not(self.sept.table_present(gfn))),
+                    {**self.sept.bug(), **self._goto(vcpu, "RESTORE_LEAF")})
+
+    @kernel("tdh_mem_page_aug")
+    def tdh_mem_page_aug_state_incorrect(self, vcpu: int, gfn: int) -> Step:
+        """tdh_mem_page_aug(): TDH.MEM.PAGE.AUG on an entry that is not free fails with
+        TDX_EPT_ENTRY_STATE_INCORRECT; tdx_mem_page_aug() KVM_BUG_ON()s and unpins."""
+        at, name = self._aug(vcpu, gfn)
+        guard = z3.And(at, self.sept.table_present(gfn), self.sept.sept_4k[gfn].var != SEPT_4K.FREE)
+        return Step(f"{name} -> TDX_EPT_ENTRY_STATE_INCORRECT; KVM_BUG_ON",
                     guard, {**self.sept.bug(), **self._goto(vcpu, "RESTORE_LEAF")})
 
     @kernel("__kvm_tdp_mmu_write_spte")

@@ -1,0 +1,229 @@
+"""The TDX module oracle, the mirror walk, the tear-down and the guest, one step at a time."""
+
+from __future__ import annotations
+
+import pytest
+
+from checker.compile import compile_model
+from model.mmu import Sizes, build
+
+from .helpers import labels, state, step
+
+MODEL = build(["tdx", "guest"], Sizes(2, 1, 2), {"attributes": {"initial_attributes": "private"}})
+C = compile_model(MODEL)
+
+TABLE = {"sept_2m[g0]": "NONLEAF", "mirror_spte_2m[g0]": "NONLEAF"}
+
+
+def faulting(v: int, at: str, gfn: int = 0, **changes: object) -> dict[str, int]:
+    """vCPU v inside a private fault on gfn, at fault step `at`."""
+    return state(MODEL, {f"fault.step[vcpu{v}]": at, f"fault.gfn[vcpu{v}]": gfn,
+                         f"fault.is_private[vcpu{v}]": True, **changes})
+
+
+def zapping(at: str, gfn: int = 0, **changes: object) -> dict[str, int]:
+    """The ioctl thread tearing down gfn's leaf for a conversion, at tear-down step `at`."""
+    return state(MODEL, {"ioctl.step": "CONVERT_ZAP", "sept_zap.step": at, "sept_zap.gfn": gfn,
+                         "sept_zap.end": 2, "mmu_invalidate_in_progress": 1, **changes})
+
+
+# -- TDH.MEM.SEPT.ADD -----------------------------------------------------------------
+
+def test_sept_add_succeeds_on_a_free_entry_and_fails_on_a_table() -> None:
+    st = faulting(0, "FROZEN_TOP", **{"mirror_spte_2m[g0]": "FROZEN"})
+    after = step(C, st, "tdh_mem_sept_add(vcpu=0, gfn=0)")
+    assert after is not None and labels(MODEL, after, "sept_2m[g0]", "fault.step[vcpu0]") == ("NONLEAF", "LINKED_TOP")
+    assert step(C, st, "tdh_mem_sept_add_error(vcpu=0, gfn=0)") is None
+    twice = {**st, "sept_2m[g0]": MODEL.field("sept_2m[g0]").domain.code("NONLEAF")}
+    assert step(C, twice, "tdh_mem_sept_add(vcpu=0, gfn=0)") is None
+    bugged = step(C, twice, "tdh_mem_sept_add_error(vcpu=0, gfn=0)")
+    assert bugged is not None and bugged["kvm->vm_bugged"] == 1
+
+
+# -- TDH.MEM.PAGE.AUG -----------------------------------------------------------------
+
+def test_aug_needs_a_table_and_a_free_entry() -> None:
+    st = faulting(0, "FROZEN_LEAF", **TABLE, **{"mirror_spte_4k[g0]": "FROZEN"})
+    after = step(C, st, "tdh_mem_page_aug(vcpu=0, gfn=0)")
+    assert after is not None
+    assert labels(MODEL, after, "sept_4k[g0]", "tdx_pinned[g0]", "fault.step[vcpu0]") == ("PENDING", "true", "AUGED")
+    for bad in ("walk_failed", "state_incorrect"):
+        assert step(C, st, f"tdh_mem_page_aug_{bad}(vcpu=0, gfn=0)") is None
+
+    no_table = faulting(0, "FROZEN_LEAF", **{"mirror_spte_2m[g0]": "NONLEAF", "mirror_spte_4k[g0]": "FROZEN"})
+    assert step(C, no_table, "tdh_mem_page_aug(vcpu=0, gfn=0)") is None
+    assert step(C, no_table, "tdh_mem_page_aug_walk_failed(vcpu=0, gfn=0)")["kvm->vm_bugged"] == 1  # type: ignore[index]
+
+    taken = {**st, "sept_4k[g0]": MODEL.field("sept_4k[g0]").domain.code("PENDING")}
+    assert step(C, taken, "tdh_mem_page_aug(vcpu=0, gfn=0)") is None
+    assert step(C, taken, "tdh_mem_page_aug_state_incorrect(vcpu=0, gfn=0)")["kvm->vm_bugged"] == 1  # type: ignore[index]
+
+
+def test_busy_only_while_a_vcpu_runs_in_the_td() -> None:
+    st = faulting(0, "FROZEN_LEAF", **TABLE, **{"mirror_spte_4k[g0]": "FROZEN"})
+    assert step(C, st, "tdh_mem_page_aug_busy(vcpu=0, gfn=0)") is None
+    inside = {**st, "td.vcpu_mode[vcpu1]": 1}
+    after = step(C, inside, "tdh_mem_page_aug_busy(vcpu=0, gfn=0)")
+    assert after is not None and labels(MODEL, after, "sept_4k[g0]", "fault.step[vcpu0]") == ("FREE", "RESTORE_LEAF")
+    restored = step(C, after, "restore_leaf(vcpu=0, gfn=0)")
+    assert restored is not None and labels(MODEL, restored, "mirror_spte_4k[g0]", "fault.step[vcpu0]") == (
+        "NONPRESENT", "IDLE")
+
+
+# -- the mirror walk ------------------------------------------------------------------
+
+def test_a_frozen_spte_makes_other_vcpus_retry() -> None:
+    st = faulting(1, "MAP", **{"mirror_spte_2m[g0]": "FROZEN", "fault.step[vcpu0]": "FROZEN_TOP",
+                               "fault.is_private[vcpu0]": True})
+    assert step(C, st, "tdp_mmu_link_sp(vcpu=1, gfn=0)") is None
+    after = step(C, st, "retry_frozen(vcpu=1, gfn=0)")
+    assert after is not None and labels(MODEL, after, "fault.step[vcpu1]") == ("IDLE",)
+
+
+def test_freeze_then_publish() -> None:
+    st = faulting(0, "MAP", **TABLE)
+    frozen = step(C, st, "map_target_level(vcpu=0, gfn=0)")
+    assert frozen is not None and labels(MODEL, frozen, "mirror_spte_4k[g0]") == ("FROZEN",)
+    frozen["fault.write[vcpu0]"] = 1
+    aug = step(C, frozen, "tdh_mem_page_aug(vcpu=0, gfn=0)")
+    done = step(C, aug, "write_leaf(vcpu=0, gfn=0)")  # type: ignore[arg-type]
+    assert done is not None
+    assert labels(MODEL, done, "mirror_spte_4k[g0]", "mirror_spte_dirty[g0]", "fault.step[vcpu0]") == (
+        "LEAF", "true", "IDLE")
+
+
+def test_a_present_leaf_is_spurious_whatever_its_ad_state() -> None:
+    st = faulting(0, "MAP", **TABLE, **{"mirror_spte_4k[g0]": "LEAF", "mirror_spte_dirty[g0]": True})
+    assert step(C, st, "map_spurious(vcpu=0, gfn=0)") is not None  # a read fault, a dirty leaf
+    unguarded = build(["tdx", "guest"], Sizes(2, 1, 2), {"attributes": {"initial_attributes": "private"}},
+                      guards_off=["spurious-check"])
+    cu = compile_model(unguarded)
+    assert step(cu, st, "map_spurious(vcpu=0, gfn=0)") is None
+    bugged = step(cu, st, "set_external_spte_present_was_present(vcpu=0, gfn=0)")
+    assert bugged is not None and bugged["kvm->vm_bugged"] == 1
+
+
+# -- the tear-down --------------------------------------------------------------------
+
+def test_block_needs_a_present_leaf() -> None:
+    st = zapping("BLOCK", **TABLE, **{"sept_4k[g0]": "MAPPED"})
+    after = step(C, st, "tdh_mem_range_block(gfn=0)")
+    assert after is not None
+    assert labels(MODEL, after, "sept_4k[g0]", "sept_bepoch[g0]", "sept_zap.step") == ("BLOCKED", "CURRENT", "TRACK")
+    free = zapping("BLOCK", **TABLE)
+    assert step(C, free, "tdh_mem_range_block(gfn=0)") is None
+    assert step(C, free, "tdh_mem_range_block_error(gfn=0)")["kvm->vm_bugged"] == 1  # type: ignore[index]
+
+
+def test_busy_in_the_zap_path_kicks_and_blocks_entry_then_the_retry_succeeds() -> None:
+    st = zapping("BLOCK", **TABLE, **{"sept_4k[g0]": "MAPPED", "td.vcpu_mode[vcpu0]": "IN_GUEST_CURRENT"})
+    busy = step(C, st, "tdh_mem_range_block_busy(gfn=0)")
+    assert busy is not None
+    assert labels(MODEL, busy, "kvm_tdx->wait_for_sept_zap", "td.vcpu_mode[vcpu0]") == ("true", "OUTSIDE_GUEST_MODE")
+    assert step(C, busy, "tdh_vp_enter(vcpu=0)") is None  # tdx_vcpu_run() refuses
+    assert step(C, busy, "tdh_mem_range_block_busy(gfn=0)") is None  # nobody left to contend
+    retried = step(C, busy, "tdh_mem_range_block(gfn=0)")
+    assert retried is not None and labels(MODEL, retried, "kvm_tdx->wait_for_sept_zap") == ("false",)
+
+
+def test_track_refuses_while_a_vcpu_runs_at_the_previous_epoch() -> None:
+    st = zapping("TRACK", **TABLE, **{"sept_4k[g0]": "BLOCKED", "td.vcpu_mode[vcpu0]": "IN_GUEST_CURRENT",
+                                      "td.tlb.vcpu1[g1]": True})
+    tracked = step(C, st, "tdh_mem_track()")
+    assert tracked is not None
+    assert labels(MODEL, tracked, "sept_bepoch[g0]", "td.vcpu_mode[vcpu0]", "td.tlb.vcpu1[g1]") == (
+        "PREVIOUS", "IN_GUEST_PREVIOUS", "false")  # vCPU1 was outside: it flushes on entry
+    again = {**tracked, "sept_zap.step": st["sept_zap.step"]}
+    assert step(C, again, "tdh_mem_track()") is None
+    assert step(C, again, "tdh_mem_track_busy()") is not None
+
+
+@pytest.mark.parametrize(("age", "vcpu0", "ok"), [
+    ("CURRENT", "OUTSIDE_GUEST_MODE", False),  # never tracked: TDX_TLB_TRACKING_NOT_DONE
+    ("PREVIOUS", "IN_GUEST_PREVIOUS", False),  # tracked, but a vCPU still runs at the old epoch
+    ("PREVIOUS", "OUTSIDE_GUEST_MODE", True),
+    ("PREVIOUS", "IN_GUEST_CURRENT", True),
+    ("OLDER", "OUTSIDE_GUEST_MODE", True),
+])
+def test_remove_needs_a_tracked_blocking_epoch(age: str, vcpu0: str, ok: bool) -> None:
+    st = zapping("REMOVE", **TABLE, **{"sept_4k[g0]": "BLOCKED", "sept_bepoch[g0]": age,
+                                       "td.vcpu_mode[vcpu0]": vcpu0, "tdx_pinned[g0]": True,
+                                       "td.accepted[g0]": True})
+    after = step(C, st, "tdh_mem_page_remove(gfn=0)")
+    error = step(C, st, "tdh_mem_page_remove_error(gfn=0)")
+    assert (after is not None) is ok and (error is not None) is (not ok)
+    if ok:
+        assert labels(MODEL, after, "sept_4k[g0]", "tdx_pinned[g0]", "td.accepted[g0]") == (  # type: ignore[arg-type]
+            "FREE", "false", "false")
+    else:
+        assert error["kvm->vm_bugged"] == 1  # type: ignore[index]
+
+
+def test_remove_of_an_unblocked_leaf_is_an_error() -> None:
+    st = zapping("REMOVE", **TABLE, **{"sept_4k[g0]": "MAPPED", "sept_bepoch[g0]": "OLDER"})
+    assert step(C, st, "tdh_mem_page_remove(gfn=0)") is None
+    assert step(C, st, "tdh_mem_page_remove_error(gfn=0)") is not None
+
+
+def test_remove_keeps_accepted_data_only_for_a_memslot_zap() -> None:
+    st = zapping("REMOVE", **TABLE, **{"sept_4k[g0]": "BLOCKED", "sept_bepoch[g0]": "OLDER",
+                                       "td.accepted[g0]": True, "ioctl.step": "SLOT_ZAP",
+                                       "mmu_invalidate_in_progress": 0})
+    after = step(C, st, "tdh_mem_page_remove(gfn=0)")
+    assert after is not None and labels(MODEL, after, "td.accepted[g0]") == ("true",)
+
+
+def test_the_zap_clears_every_mirror_leaf_then_releases_the_lock() -> None:
+    leaves = {**TABLE, "mirror_spte_4k[g0]": "LEAF", "mirror_spte_4k[g1]": "LEAF",
+              "sept_4k[g0]": "PENDING", "sept_4k[g1]": "PENDING",
+              "mem_attr_array[g0]": "PRIVATE"}
+    st = state(MODEL, leaves)
+    key = next(k for k in MODEL.by_key if k.startswith("kvm_pre_set_memory_attributes")
+               and "start=0, end=2, attributes='SHARED'" in k)
+    pre = step(C, st, key)
+    assert pre is not None
+    assert labels(MODEL, pre, "ioctl.step", "sept_zap.step", "mirror_spte_4k[g0]", "mirror_spte_4k[g1]") == (
+        "CONVERT_ZAP", "BLOCK", "NONPRESENT", "LEAF")
+    nxt = {**pre, "sept_zap.step": MODEL.field("sept_zap.step").domain.code("NEXT")}
+    second = step(C, nxt, "tdp_mmu_zap_leafs()")
+    assert second is not None and labels(MODEL, second, "sept_zap.gfn", "mirror_spte_4k[g1]") == ("g1", "NONPRESENT")
+    last = {**second, "sept_zap.step": MODEL.field("sept_zap.step").domain.code("NEXT")}
+    done = step(C, last, "tdp_mmu_zap_leafs()")
+    assert done is not None and labels(MODEL, done, "ioctl.step", "sept_zap.step") == ("STORE", "IDLE")
+
+
+def test_faults_wait_while_the_zap_holds_the_write_lock() -> None:
+    st = zapping("TRACK", **{"fault.step[vcpu0]": "PFN", "fault.is_private[vcpu0]": True})
+    assert step(C, st, "read_lock(vcpu=0, gfn=0, private=True)") is None
+    free = {**st, "ioctl.step": 0, "sept_zap.step": 0, "mmu_invalidate_in_progress": 0}
+    assert step(C, free, "read_lock(vcpu=0, gfn=0, private=True)") is not None
+
+
+# -- the guest --------------------------------------------------------------------------
+
+def test_accept_moves_a_pending_page_to_mapped() -> None:
+    st = state(MODEL, {**TABLE, "sept_4k[g0]": "PENDING", "td.vcpu_mode[vcpu0]": "IN_GUEST_CURRENT"})
+    after = step(C, st, "tdg_mem_page_accept(vcpu=0, gfn=0)")
+    assert after is not None and labels(MODEL, after, "sept_4k[g0]", "td.accepted[g0]") == ("MAPPED", "true")
+    free = state(MODEL, {**TABLE, "td.vcpu_mode[vcpu0]": "IN_GUEST_CURRENT"})
+    assert step(C, free, "tdg_mem_page_accept(vcpu=0, gfn=0)") is None
+    violation = step(C, free, "tdx_handle_ept_violation(vcpu=0, gfn=0, private=True, write=True)")
+    assert violation is not None
+    assert labels(MODEL, violation, "td.vcpu_mode[vcpu0]", "fault.step[vcpu0]", "fault.write[vcpu0]") == (
+        "OUTSIDE_GUEST_MODE", "SEQ_SNAPSHOT", "true")
+
+
+def test_the_kick_flushes_only_translations_from_before_the_track() -> None:
+    st = zapping("KICK", **{"td.vcpu_mode[vcpu0]": "IN_GUEST_PREVIOUS", "td.tlb.vcpu0[g0]": True,
+                            "td.vcpu_mode[vcpu1]": "IN_GUEST_CURRENT", "td.tlb.vcpu1[g1]": True})
+    after = step(C, st, "kvm_make_all_cpus_request()")
+    assert after is not None
+    assert labels(MODEL, after, "td.vcpu_mode[vcpu0]", "td.vcpu_mode[vcpu1]", "td.tlb.vcpu0[g0]",
+                  "td.tlb.vcpu1[g1]") == ("OUTSIDE_GUEST_MODE", "OUTSIDE_GUEST_MODE", "false", "true")
+
+
+def test_punch_hole_frees_only_unpinned_pages() -> None:
+    st = state(MODEL, {"ioctl.step": "TRUNCATE", "ioctl.start": 0, "ioctl.end": 2, "tdx_pinned[g1]": True,
+                       "mmu_invalidate_in_progress": 1})
+    after = step(C, st, "truncate_inode_pages_range()")
+    assert after is not None and labels(MODEL, after, "gmem_page[g0]", "gmem_page[g1]") == ("FREED", "ALLOCATED")
