@@ -227,3 +227,32 @@ def test_punch_hole_frees_only_unpinned_pages() -> None:
                        "mmu_invalidate_in_progress": 1})
     after = step(C, st, "truncate_inode_pages_range()")
     assert after is not None and labels(MODEL, after, "gmem_page[g0]", "gmem_page[g1]") == ("FREED", "ALLOCATED")
+
+
+def test_tdx_without_a_guest_keeps_every_invariant() -> None:
+    """The tdx component alone (vCPUs fault at will, nobody runs in the TD): no BUSY,
+    TRACK never waits, and every applicable invariant holds in every reachable state."""
+    from checker.explicit import Budget, ExplicitSearch
+    from invariants import CATALOGUE, select
+
+    model = build(["tdx"], Sizes(2, 1, 2), {"attributes": {"initial_attributes": "private", "max_conversions": 1},
+                                             "tdx": {"max_memslot_updates": 0}})
+    assert "guest" not in model.parts and "td.vcpu_mode[vcpu0]" not in model.schema.by_name
+    bounds = select(CATALOGUE, model, None)
+    assert {"no_kvm_bug", "no_orphan_external"} <= {b.name for b in bounds}
+    result = ExplicitSearch(compile_model(model), bounds, Budget()).run()
+    assert result.complete and not result.violations
+    assert result.distinct > 1000
+
+
+def test_a_bad_tdx_option_names_its_key(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from checker.cli import main
+
+    from .shipped import ROOT
+
+    text = (ROOT / "specs" / "tdx-default.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace("punch_holes = [{ start = 2, end = 3 }]", "punch_holes = [{ start = 3, end = 9 }]"))
+    assert main(["--spec", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "tdx.punch_holes[0].start/end" in err and "0 <= start < end <= 4" in err
