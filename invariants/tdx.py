@@ -6,7 +6,9 @@ import z3
 
 from model.lang import Model
 from model.mmu.guest import GuestComponent, Td
+from model.mmu.set_memory_attributes import IOCTL_STEP
 from model.mmu.tdx.component import TdxComponent
+from model.mmu.tdx.teardown import ZAP_STEP
 from model.mmu.values import PAGE, SEPT_2M, SEPT_4K, SPTE_2M, SPTE_4K
 
 from .core import Invariant, Kind
@@ -139,9 +141,6 @@ def _seamcall_busy(m: Model) -> z3.BoolRef:
 def _accepted_page_removed_by_conversion(m: Model) -> z3.BoolRef:
     t, td = _tdx(m), _td(m)
     assert td is not None
-    from model.mmu.set_memory_attributes import IOCTL_STEP
-    from model.mmu.tdx.teardown import ZAP_STEP
-
     z = t.teardown
     return z3.Or(*[
         z3.And(

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import z3
 
-from model.lang import EnumDomain, Field, IntDomain, ModelBuilder, Step, kernel
+from model.lang import EnumDomain, Family, Field, IntDomain, ModelBuilder, Step, kernel
 
-from ..set_memory_attributes import ACTOR, IOCTL_STEP, SetMemoryAttributes
+from ..set_memory_attributes import ACTOR, AFTER_ZAP, IOCTL_STEP, SetMemoryAttributes
 from ..tdp import Root
 from ..values import BLOCK_AGE, SEPT_4K, SPTE_2M, SPTE_4K
 from .gmem import GuestMemfd
@@ -35,7 +35,7 @@ ZAP_STEP = EnumDomain("sept_zap_step", ["IDLE", "BLOCK", "TRACK", "KICK", "REMOV
 
 class SeptTeardown:
     def __init__(self, b: ModelBuilder, mirror: Root, sept: ExternalSept, gmem: GuestMemfd,
-                 dirty: object) -> None:
+                 dirty: Family) -> None:
         self.mirror, self.sept, self.gmem, self.dirty = mirror, sept, gmem, dirty
         self.sizes = mirror.sizes
         n = self.sizes.gfns
@@ -62,7 +62,7 @@ class SeptTeardown:
 
     def _clear(self, g: int, when: z3.BoolRef) -> dict[Field, object]:
         """tdp_mmu_iter_set_spte(SHADOW_NONPRESENT_VALUE) of gfn g's mirror leaf, if `when`."""
-        leaf, dirty = self.mirror.spte_4k[g], self.dirty[g]  # type: ignore[index]
+        leaf, dirty = self.mirror.spte_4k[g], self.dirty[g]
         return {leaf: z3.If(when, SPTE_4K.NONPRESENT, leaf.var), dirty: z3.If(when, False, dirty.var)}
 
     def _first_leaf(self, gfns: list[int], start_at: z3.ArithRef | int | None, end: z3.ArithRef | int
@@ -90,7 +90,7 @@ class SeptTeardown:
         leaves in [start, end): clear the first one and go on to TDH.MEM.RANGE.BLOCK, or
         carry on at once if there is none."""
         found, which, effect = self._first_leaf(list(range(start, end)), None, end)
-        then = {"CONVERT_ZAP": "STORE", "PUNCH_ZAP": "TRUNCATE", "SLOT_ZAP": "IDLE"}[zap_step]
+        then = AFTER_ZAP[zap_step]
         effect |= {
             self.ioctl.step: z3.If(found, IOCTL_STEP.code(zap_step), IOCTL_STEP.code(then)),
             self.step: z3.If(found, ZAP_STEP.BLOCK, ZAP_STEP.IDLE),

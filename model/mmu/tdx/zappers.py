@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import z3
 
-from model.lang import Field, IntDomain, ModelBuilder, Step, kernel
+from model.lang import Family, Field, IntDomain, ModelBuilder, Step, kernel
 
 from ..locks import MmuLock
 from ..set_memory_attributes import ACTOR, IOCTL_STEP, SetMemoryAttributes
@@ -25,7 +25,7 @@ NX_RECOVERY = "NX recovery"  # the kvm-nx-lpage-recovery kthread
 
 
 class AtomicZaps:
-    def __init__(self, b: ModelBuilder, direct: Root, mirror: Root, dirty: object) -> None:
+    def __init__(self, b: ModelBuilder, direct: Root, mirror: Root, dirty: Family) -> None:
         self.direct, self.mirror, self.dirty = direct, mirror, dirty
         self.sizes = direct.sizes
         self.direct_only = b.guard(
@@ -64,7 +64,7 @@ class AtomicZaps:
         effect: dict[Field, object] = {top: SPTE_2M.NONPRESENT}
         effect |= {r.spte_4k[g]: SPTE_4K.NONPRESENT for g in gfns}
         if r is self.mirror:
-            effect |= {self.dirty[g]: False for g in gfns}  # type: ignore[index]
+            effect |= {self.dirty[g]: False for g in gfns}
         label = self.sizes.region_labels()[region]
         return Step(f"kvm_tdp_mmu_zap_possible_nx_huge_page({root}, 2M@{label}) under read_lock",
                     guard, effect)
