@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import z3
 
 from model.lang import Model
@@ -25,62 +27,65 @@ def _td(m: Model) -> Td | None:
     return part.td if isinstance(part, GuestComponent) else None
 
 
-def _owned_top(t: TdxComponent, region: int) -> z3.BoolRef:
-    return z3.Or(*[t.mirror_fault.owns_top(v, region) for v in range(t.sizes.vcpus)])
+def _owners_top(t: TdxComponent, region: int) -> list[z3.BoolRef]:
+    return [t.mirror_fault.owns_top(v, region) for v in range(t.sizes.vcpus)]
 
 
-def _owned_leaf(t: TdxComponent, gfn: int) -> z3.BoolRef:
-    return z3.Or(*[t.mirror_fault.owns_leaf(v, gfn) for v in range(t.sizes.vcpus)])
+def _owners_leaf(t: TdxComponent, gfn: int) -> list[z3.BoolRef]:
+    return [t.mirror_fault.owns_leaf(v, gfn) for v in range(t.sizes.vcpus)]
+
+
+def _unless_owned(t: TdxComponent, table: Callable[[int], z3.BoolRef], leaf: Callable[[int], z3.BoolRef]
+                  ) -> z3.BoolRef:
+    """`table(r)` for every region and `leaf(g)` for every GFN, except for an SPTE some vCPU
+    is setting (inside set_external_spte_present(), between its two writes)."""
+    clauses = [z3.Or(*_owners_top(t, r), table(r)) for r in range(t.sizes.huge_pages)]
+    clauses += [z3.Or(*_owners_leaf(t, g), leaf(g)) for g in range(t.sizes.gfns)]
+    return z3.And(*clauses)
 
 
 def _external_mirrors_mirror(m: Model) -> z3.BoolRef:
     t = _tdx(m)
     mirror, sept = t.kvm.mirror, t.sept
-    clauses = []
-    for r in range(t.sizes.huge_pages):
-        table = z3.Implies(mirror.spte_2m[r].var == SPTE_2M.NONLEAF, sept.sept_2m[r].var == SEPT_2M.NONLEAF)
-        clauses.append(z3.Or(_owned_top(t, r), table))
-    for g in range(t.sizes.gfns):
+
+    def table(r: int) -> z3.BoolRef:
+        return z3.Implies(mirror.spte_2m[r].var == SPTE_2M.NONLEAF, sept.sept_2m[r].var == SEPT_2M.NONLEAF)
+
+    def leaf(g: int) -> z3.BoolRef:
         s = sept.sept_4k[g].var
-        leaf = z3.Implies(
-            mirror.maps(g),
-            z3.And(sept.table_present(g), z3.Or(s == SEPT_4K.PENDING, s == SEPT_4K.MAPPED)),
-        )
-        clauses.append(z3.Or(_owned_leaf(t, g), leaf))
-    return z3.And(*clauses)
+        return z3.Implies(mirror.maps(g), z3.And(sept.table_present(g), z3.Or(s == SEPT_4K.PENDING,
+                                                                              s == SEPT_4K.MAPPED)))
+
+    return _unless_owned(t, table, leaf)
 
 
 def _no_orphan_external(m: Model) -> z3.BoolRef:
     t = _tdx(m)
     mirror, sept = t.kvm.mirror, t.sept
-    clauses = []
-    for r in range(t.sizes.huge_pages):
-        table = z3.Implies(sept.sept_2m[r].var == SEPT_2M.NONLEAF, mirror.spte_2m[r].var == SPTE_2M.NONLEAF)
-        clauses.append(z3.Or(_owned_top(t, r), table))
-    for g in range(t.sizes.gfns):
-        clauses.append(z3.Or(_owned_leaf(t, g), z3.Implies(sept.leaf_exists(g), mirror.maps(g))))
-    return z3.Implies(z3.Not(t.kvm.lock.write_held()), z3.And(*clauses))
+
+    def table(r: int) -> z3.BoolRef:
+        return z3.Implies(sept.sept_2m[r].var == SEPT_2M.NONLEAF, mirror.spte_2m[r].var == SPTE_2M.NONLEAF)
+
+    def leaf(g: int) -> z3.BoolRef:
+        return z3.Implies(sept.leaf_exists(g), mirror.maps(g))
+
+    return z3.Implies(z3.Not(t.kvm.lock.write_held()), _unless_owned(t, table, leaf))
+
+
+def _at_most_one(owners: list[z3.BoolRef]) -> list[z3.BoolRef]:
+    return [z3.Not(z3.And(a, b)) for i, a in enumerate(owners) for b in owners[i + 1:]]
 
 
 def _frozen_owned(m: Model) -> z3.BoolRef:
     t = _tdx(m)
-    mirror, mf, vcpus = t.kvm.mirror, t.mirror_fault, range(t.sizes.vcpus)
-
-    def exactly_one(owners: list[z3.BoolRef]) -> z3.BoolRef:
-        return z3.And(z3.Or(*owners), *[z3.Not(z3.And(a, b)) for i, a in enumerate(owners) for b in owners[i + 1:]])
-
-    def at_most_one(owners: list[z3.BoolRef]) -> z3.BoolRef:
-        return z3.And(*[z3.Not(z3.And(a, b)) for i, a in enumerate(owners) for b in owners[i + 1:]])
-
-    clauses = []
+    mirror = t.kvm.mirror
+    clauses: list[z3.BoolRef] = []
     for r in range(t.sizes.huge_pages):
-        owners = [mf.owns_top(v, r) for v in vcpus]
-        clauses.append(z3.Implies(mirror.spte_2m[r].var == SPTE_2M.FROZEN, exactly_one(owners)))
-        clauses.append(at_most_one(owners))
+        owners = _owners_top(t, r)
+        clauses += [z3.Implies(mirror.spte_2m[r].var == SPTE_2M.FROZEN, z3.Or(*owners)), *_at_most_one(owners)]
     for g in range(t.sizes.gfns):
-        owners = [mf.owns_leaf(v, g) for v in vcpus]
-        clauses.append(z3.Implies(mirror.spte_4k[g].var == SPTE_4K.FROZEN, exactly_one(owners)))
-        clauses.append(at_most_one(owners))
+        owners = _owners_leaf(t, g)
+        clauses += [z3.Implies(mirror.spte_4k[g].var == SPTE_4K.FROZEN, z3.Or(*owners)), *_at_most_one(owners)]
     return z3.And(*clauses)
 
 

@@ -53,7 +53,7 @@ class FaultRefinement:
     locked_steps: tuple[str, ...] = ()  # extra steps, all under the read lock
     private_walk_elsewhere: bool = False
     entry_elsewhere: bool = False
-    private_level_cap: str | None = None
+    private_4k_only: bool = False  # the backend maps private memory at 4K whatever the folio
     # extra effect of kvm_gmem_get_pfn(vcpu, gfn) on a private fault (set at declare time)
     gmem_get_pfn: Callable[[int], dict[Field, object]] | None = None
     idle_locals: dict[Field, object] = field(default_factory=dict)  # reset when a fault ends
@@ -214,7 +214,7 @@ class FaultPath:
         v = vcpu
         region = self.sizes.region_of(gfn)
         max_level: object = self.attrs.gmem_level[region].var if private else LEVEL.PG_LEVEL_2M
-        if private and self.refine.private_level_cap == "PG_LEVEL_4K":
+        if private and self.refine.private_4k_only:
             max_level = LEVEL.PG_LEVEL_4K
         guard = z3.And(
             self.on(v, "SEQ_SNAPSHOT", gfn, private),

@@ -46,7 +46,7 @@ class TdxComponent(Component):
         refine = attrs.fault_refinement  # type: ignore[attr-defined]
         refine.locked_steps = mirror_fault.STEPS
         refine.private_walk_elsewhere = True
-        refine.private_level_cap = "PG_LEVEL_4K"  # tdx_gmem_private_max_mapping_level()
+        refine.private_4k_only = True  # tdx_gmem_private_max_mapping_level()
         attrs.extra_invalidations = self.config["max_punch_holes"]  # type: ignore[attr-defined]
 
     def declare(self, b: ModelBuilder, deps: Mapping[str, Component]) -> None:

@@ -16,6 +16,8 @@ pre-finalize premap path (TD build), fault->prefetch.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import z3
 
 from model.lang import BOOL, Family, Field, ModelBuilder, Step, kernel
@@ -78,11 +80,11 @@ class MirrorFault:
         """vCPU v is inside set_external_spte_present() for gfn's 4K SPTE."""
         return self._owns(v, OWNS_LEAF, [gfn])
 
-    def _owns(self, v: int, steps: tuple[str, ...], gfns: object) -> z3.BoolRef:
+    def _owns(self, v: int, steps: tuple[str, ...], gfns: Iterable[int]) -> z3.BoolRef:
         f = self.fault
         return z3.And(
             z3.Or(*[f.step[v].var == f.steps.code(s) for s in steps]),
-            z3.Or(*[f.gfn[v].var == g for g in gfns]),  # type: ignore[attr-defined]
+            z3.Or(*[f.gfn[v].var == g for g in gfns]),
             f.is_private[v].var,
         )
 
