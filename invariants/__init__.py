@@ -2,8 +2,9 @@
 
 from .attributes import INVARIANTS as ATTRIBUTES
 from .core import Bound, Invariant, Kind, applicable, select
+from .hugepage import INVARIANTS as HUGEPAGE
 from .tdx import INVARIANTS as TDX
 
-CATALOGUE: tuple[Invariant, ...] = (*ATTRIBUTES, *TDX)
+CATALOGUE: tuple[Invariant, ...] = (*ATTRIBUTES, *TDX, *HUGEPAGE)
 
 __all__ = ["CATALOGUE", "Bound", "Invariant", "Kind", "applicable", "select"]

@@ -7,6 +7,7 @@ import z3
 from model.lang import Model
 from model.mmu import AttributesComponent
 from model.mmu.kvm import Kvm
+from model.mmu.tdx.component import TdxComponent
 from model.mmu.values import ATTRIBUTES
 
 from .core import Invariant, Kind
@@ -20,10 +21,15 @@ def _part(m: Model) -> Kvm:
 
 def _no_mixed_huge_page(m: Model) -> z3.BoolRef:
     a = _part(m)
+    tdx = m.parts.get("tdx")
+    sept = tdx.sept if isinstance(tdx, TdxComponent) and tdx.sept.huge else None
     clauses = []
     for r in range(a.sizes.huge_pages):
-        clauses.append(z3.Implies(a.mirror.huge_leaf(r), a.attrs.region_has(r, ATTRIBUTES.PRIVATE)))
+        private = a.attrs.region_has(r, ATTRIBUTES.PRIVATE)
+        clauses.append(z3.Implies(a.mirror.huge_leaf(r), private))
         clauses.append(z3.Implies(a.direct.huge_leaf(r), a.attrs.region_has(r, ATTRIBUTES.SHARED)))
+        if sept is not None:  # the TDX module's own 2M leaf, whatever the mirror says
+            clauses.append(z3.Implies(sept.huge_leaf_exists(r), private))
     return z3.And(*clauses)
 
 
@@ -60,7 +66,7 @@ INVARIANTS = (
     Invariant(
         "no_mixed_huge_page", Kind.ALWAYS,
         "A-Inv1: a huge leaf maps only GFNs whose attributes are all equal and match its "
-        "root (mirror: PRIVATE, direct: SHARED)",
+        "root (mirror: PRIVATE, direct: SHARED); with TDX huge pages, a 2M S-EPT leaf too",
         "KVM_LPAGE_MIXED_FLAG; kvm_arch_pre_set_memory_attributes(), commit 9129633d568e",
         ("attributes",), _no_mixed_huge_page,
     ),

@@ -10,7 +10,7 @@ from model.lang import Model
 from model.mmu.guest import GuestComponent, Td
 from model.mmu.set_memory_attributes import IOCTL_STEP
 from model.mmu.tdx.component import TdxComponent
-from model.mmu.tdx.teardown import ZAP_STEP
+from model.mmu.tdx.teardown import SEPT_OP, ZAP_STEP
 from model.mmu.values import PAGE, SEPT_2M, SEPT_4K, SPTE_2M, SPTE_4K
 
 from .core import Invariant, Kind
@@ -35,13 +35,33 @@ def _owners_leaf(t: TdxComponent, gfn: int) -> list[z3.BoolRef]:
     return [t.mirror_fault.owns_leaf(v, gfn) for v in range(t.sizes.vcpus)]
 
 
+def _in_window(t: TdxComponent, region: int) -> z3.BoolRef:
+    """A 2M DEMOTE or PROMOTE of the region is between its first write and its SEAMCALL's
+    result: the mirror and the S-EPT differ in level there by design."""
+    z = t.teardown
+    if z.op is None:
+        return z3.BoolVal(False)
+    busy = [z.step.var == z.steps.code(s) for s in ("BLOCK", "TRACK", "KICK", "DEMOTE", "PROMOTE", "UNBLOCK")]
+    return z3.And(z3.Or(*busy), z3.Or(z.op.var == SEPT_OP.DEMOTE, z.op.var == SEPT_OP.PROMOTE),
+                  z.gfn.var == t.sizes.region_bases()[region])
+
+
 def _unless_owned(t: TdxComponent, table: Callable[[int], z3.BoolRef], leaf: Callable[[int], z3.BoolRef]
                   ) -> z3.BoolRef:
     """`table(r)` for every region and `leaf(g)` for every GFN, except for an SPTE some vCPU
-    is setting (inside set_external_spte_present(), between its two writes)."""
-    clauses = [z3.Or(*_owners_top(t, r), table(r)) for r in range(t.sizes.huge_pages)]
-    clauses += [z3.Or(*_owners_leaf(t, g), leaf(g)) for g in range(t.sizes.gfns)]
+    is setting (inside set_external_spte_present(), between its two writes; a 2M-level
+    owner also owns the 4K entries below it) or a region in a DEMOTE/PROMOTE window."""
+    clauses = []
+    for r in range(t.sizes.huge_pages):
+        exempt = [*_owners_top(t, r), _in_window(t, r)]
+        clauses.append(z3.Or(*exempt, table(r)))
+        clauses += [z3.Or(*exempt, *_owners_leaf(t, g), leaf(g)) for g in t.sizes.region_gfns(r)]
     return z3.And(*clauses)
+
+
+def _mirror_leaf_4k(t: TdxComponent, g: int) -> z3.BoolRef:
+    mirror = t.kvm.mirror
+    return z3.And(mirror.top(g).var == SPTE_2M.NONLEAF, mirror.spte_4k[g].var == SPTE_4K.LEAF)
 
 
 def _external_mirrors_mirror(m: Model) -> z3.BoolRef:
@@ -49,12 +69,14 @@ def _external_mirrors_mirror(m: Model) -> z3.BoolRef:
     mirror, sept = t.kvm.mirror, t.sept
 
     def table(r: int) -> z3.BoolRef:
-        return z3.Implies(mirror.spte_2m[r].var == SPTE_2M.NONLEAF, sept.sept_2m[r].var == SEPT_2M.NONLEAF)
+        top = mirror.spte_2m[r].var
+        return z3.And(z3.Implies(top == SPTE_2M.NONLEAF, sept.sept_2m[r].var == SEPT_2M.NONLEAF),
+                      z3.Implies(top == SPTE_2M.LEAF, sept.huge_leaf(r)))
 
     def leaf(g: int) -> z3.BoolRef:
         s = sept.sept_4k[g].var
-        return z3.Implies(mirror.maps(g), z3.And(sept.table_present(g), z3.Or(s == SEPT_4K.PENDING,
-                                                                              s == SEPT_4K.MAPPED)))
+        return z3.Implies(_mirror_leaf_4k(t, g), z3.And(sept.table_present(g), z3.Or(s == SEPT_4K.PENDING,
+                                                                                      s == SEPT_4K.MAPPED)))
 
     return _unless_owned(t, table, leaf)
 
@@ -64,10 +86,13 @@ def _no_orphan_external(m: Model) -> z3.BoolRef:
     mirror, sept = t.kvm.mirror, t.sept
 
     def table(r: int) -> z3.BoolRef:
-        return z3.Implies(sept.sept_2m[r].var == SEPT_2M.NONLEAF, mirror.spte_2m[r].var == SPTE_2M.NONLEAF)
+        s, top = sept.sept_2m[r].var, mirror.spte_2m[r].var
+        nonleaf = z3.Or(s == SEPT_2M.NONLEAF, s == SEPT_2M.NONLEAF_BLOCKED)
+        return z3.And(z3.Implies(nonleaf, top == SPTE_2M.NONLEAF),
+                      z3.Implies(sept.huge_leaf_exists(r), top == SPTE_2M.LEAF))
 
     def leaf(g: int) -> z3.BoolRef:
-        return z3.Implies(sept.leaf_exists(g), mirror.maps(g))
+        return z3.Implies(sept.sept_4k[g].var != SEPT_4K.FREE, _mirror_leaf_4k(t, g))
 
     return z3.Implies(z3.Not(t.kvm.lock.write_held()), _unless_owned(t, table, leaf))
 
@@ -109,8 +134,7 @@ def _no_lost_accepted_data(m: Model) -> z3.BoolRef:
     assert td is not None
     clauses = []
     for g in range(t.sizes.gfns):
-        s = t.sept.sept_4k[g].var
-        kept = z3.And(t.sept.table_present(g), z3.Or(s == SEPT_4K.MAPPED, s == SEPT_4K.BLOCKED))
+        kept = t.sept.keeps_accepted(g)
         clauses.append(z3.Implies(td.accepted[g].var, kept))
     return z3.And(*clauses)
 

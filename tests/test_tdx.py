@@ -24,7 +24,8 @@ def faulting(v: int, at: str, gfn: int = 0, **changes: object) -> dict[str, int]
 def zapping(at: str, gfn: int = 0, **changes: object) -> dict[str, int]:
     """The ioctl thread tearing down gfn's leaf for a conversion, at tear-down step `at`."""
     return state(MODEL, {"ioctl.step": "CONVERT_ZAP", "sept_zap.step": at, "sept_zap.gfn": gfn,
-                         "sept_zap.end": 2, "mmu_invalidate_in_progress": 1, **changes})
+                         "sept_zap.end": 2, "ioctl.start": 0, "ioctl.end": 2,
+                         "mmu_invalidate_in_progress": 1, **changes})
 
 
 # -- TDH.MEM.SEPT.ADD -----------------------------------------------------------------

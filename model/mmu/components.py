@@ -72,8 +72,10 @@ class AttributesComponent(Component):
 def _registry() -> dict[str, type[Component]]:
     from .guest import GuestComponent
     from .tdx.component import TdxComponent
+    from .tdx.hugepage import TdxHugeComponent
 
-    return {"attributes": AttributesComponent, "tdx": TdxComponent, "guest": GuestComponent}
+    return {"attributes": AttributesComponent, "tdx": TdxComponent, "guest": GuestComponent,
+            "tdx_huge": TdxHugeComponent}
 
 
 COMPONENTS: dict[str, type[Component]] = _registry()

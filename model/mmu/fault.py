@@ -51,11 +51,16 @@ class FaultRefinement:
     """
 
     locked_steps: tuple[str, ...] = ()  # extra steps, all under the read lock
+    other_steps: tuple[str, ...] = ()  # extra steps whose lock their owner registers
     private_walk_elsewhere: bool = False
     entry_elsewhere: bool = False
     private_4k_only: bool = False  # the backend maps private memory at 4K whatever the folio
     # extra effect of kvm_gmem_get_pfn(vcpu, gfn) on a private fault (set at declare time)
     gmem_get_pfn: Callable[[int], dict[Field, object]] | None = None
+    # fault->max_level of a private fault of vCPU v, if the backend caps it (v, region)
+    private_max_level: Callable[[int, int], z3.ExprRef] | None = None
+    # more reasons in lpage_info's disallow_lpage for a private huge mapping (region)
+    private_disallowed: Callable[[int], z3.BoolRef] | None = None
     idle_locals: dict[Field, object] = field(default_factory=dict)  # reset when a fault ends
 
 
@@ -76,8 +81,9 @@ class FaultPath:
         vcpus = sizes.vcpu_labels()
         gfn_names = {g: f"g{g}" for g in range(sizes.gfns)}
         self.steps = FAULT_STEP
-        if self.refine.locked_steps:
-            self.steps = EnumDomain("fault_step", COMMON_STEPS + self.refine.locked_steps)
+        extra = self.refine.locked_steps + self.refine.other_steps
+        if extra:
+            self.steps = EnumDomain("fault_step", COMMON_STEPS + extra)
         self.step: Family = b.family("fault.step", vcpus, self.steps, "IDLE", "where the vCPU's fault is")
         self.gfn: Family = b.family(
             "fault.gfn", vcpus, IntDomain(0, sizes.gfns - 1, gfn_names), 0, "fault->gfn"
@@ -216,6 +222,8 @@ class FaultPath:
         max_level: object = self.attrs.gmem_level[region].var if private else LEVEL.PG_LEVEL_2M
         if private and self.refine.private_4k_only:
             max_level = LEVEL.PG_LEVEL_4K
+        elif private and self.refine.private_max_level is not None:
+            max_level = self.refine.private_max_level(v, region)
         guard = z3.And(
             self.on(v, "SEQ_SNAPSHOT", gfn, private),
             self.attrs.is_private(gfn) == private,
@@ -273,6 +281,8 @@ class FaultPath:
         ]
         if not private:
             huge.append(self.attrs.host_level[region].var == LEVEL.PG_LEVEL_2M)
+        elif self.refine.private_disallowed is not None:
+            huge.append(z3.Not(self.refine.private_disallowed(region)))
         goal = z3.If(z3.And(*huge), LEVEL.PG_LEVEL_2M, LEVEL.PG_LEVEL_4K)
         guard = self.on(v, "NOT_STALE", gfn, private)
         effect = {self.step[v]: self.steps.MAP, self.goal_level[v]: goal}

@@ -133,7 +133,7 @@ class Td:
         TLB caches the translation, which it keeps using until a flush."""
         tlb = self.tlb[vcpu][gfn]
         guard = z3.And(self.in_guest(vcpu), self.accepted[gfn].var, z3.Not(tlb.var),
-                       self.sept.table_present(gfn), self.sept.sept_4k[gfn].var == SEPT_4K.MAPPED)
+                       self.sept.state(gfn, "MAPPED", "MAPPED"))
         return Step(f"TD: access g{gfn} (TLB fill)", guard, {tlb: True})
 
     @kernel("tdx_handle_ept_violation")
@@ -144,9 +144,7 @@ class Td:
         fault->mmu_seq. Left out: the local retry loop (the vCPU enters and faults again
         instead)."""
         if private:
-            s = self.sept.sept_4k[gfn].var
-            unmapped = z3.Or(z3.Not(self.sept.table_present(gfn)),
-                             z3.And(s != SEPT_4K.PENDING, s != SEPT_4K.MAPPED))
+            unmapped = z3.Not(self.sept.leaf_present(gfn))
         else:
             unmapped = z3.Not(self.direct.maps(gfn))
         effect = {**self._leave(vcpu), **self.fault.begin(vcpu, gfn, private), self.write[vcpu]: write}

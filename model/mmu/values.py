@@ -17,9 +17,14 @@ SPTE_2M = EnumDomain("spte_2m", ["NONPRESENT", "NONLEAF", "LEAF", "FROZEN"])
 # A 4K-level SPTE (only meaningful while its 2M-level parent is a non-leaf).
 SPTE_4K = EnumDomain("spte_4k", ["NONPRESENT", "LEAF", "FROZEN"])
 
-# An S-EPT entry at the 2M level, as the TDX module holds it (upstream TDX maps private
-# memory at 4K only, so it is either free or a non-leaf added by TDH.MEM.SEPT.ADD).
-SEPT_2M = EnumDomain("sept_2m", ["FREE", "NONLEAF"])
+# An S-EPT entry at the 2M level, as the TDX module holds it: free, a non-leaf added by
+# TDH.MEM.SEPT.ADD (upstream TDX maps private memory at 4K only, so nothing else), or,
+# with huge pages, a 2M leaf in the states of a 4K one, or a non-leaf blocked by
+# TDH.MEM.RANGE.BLOCK before TDH.MEM.PAGE.PROMOTE.
+SEPT_2M = EnumDomain(
+    "sept_2m",
+    ["FREE", "NONLEAF", "PENDING", "MAPPED", "BLOCKED", "PENDING_BLOCKED", "NONLEAF_BLOCKED"],
+)
 
 # An S-EPT leaf at 4K: free; PENDING after TDH.MEM.PAGE.AUG; MAPPED after the guest's
 # TDG.MEM.PAGE.ACCEPT; BLOCKED / PENDING_BLOCKED after TDH.MEM.RANGE.BLOCK of a MAPPED /

@@ -40,6 +40,7 @@ class TdxComponent(Component):
         self.sizes = sizes
         self.config = resolve(self.options, options)
         self.punch_holes = _punch_holes(self.config["punch_holes"], sizes)
+        self.huge = False  # set by the huge-page component: 2M S-EPT leaves
 
     def configure(self, enabled: Mapping[str, Component]) -> None:
         attrs = enabled["attributes"]
@@ -54,7 +55,7 @@ class TdxComponent(Component):
         kvm = attrs.kvm  # type: ignore[attr-defined]
         self.kvm, self.fault, self.ioctl = kvm, attrs.fault, attrs.ioctl  # type: ignore[attr-defined]
         sizes = self.sizes
-        self.sept = ExternalSept(b, sizes)
+        self.sept = ExternalSept(b, sizes, self.huge)
         self.gmem = GuestMemfd(b, sizes, self.punch_holes, self.config["max_punch_holes"])
         self.fault.refine.gmem_get_pfn = self.gmem.get_pfn
         self.mirror_fault = MirrorFault(b, self.fault, kvm.mirror, self.sept, self.gmem)

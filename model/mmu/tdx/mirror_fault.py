@@ -24,7 +24,7 @@ from model.lang import BOOL, Family, Field, ModelBuilder, Step, kernel
 
 from ..fault import FaultPath, vcpu_actor
 from ..tdp import Root
-from ..values import SEPT_2M, SEPT_4K, SPTE_2M, SPTE_4K
+from ..values import LEVEL, SEPT_2M, SEPT_4K, SPTE_2M, SPTE_4K
 from .gmem import GuestMemfd
 from .sept import MODULE, ExternalSept
 
@@ -46,6 +46,7 @@ class MirrorFault:
                  gmem: GuestMemfd) -> None:
         self.fault, self.mirror, self.sept, self.gmem = fault, mirror, sept, gmem
         self.sizes = fault.sizes
+        self.owns_top_steps: tuple[str, ...] = OWNS_TOP  # huge pages add their own
         self.write: Family = b.family(
             "fault.write", self.sizes.vcpu_labels(), BOOL, False,
             "the access that faulted was a write (PFERR_WRITE_MASK)",
@@ -74,7 +75,7 @@ class MirrorFault:
 
     def owns_top(self, v: int, region: int) -> z3.BoolRef:
         """vCPU v is inside set_external_spte_present() for the region's 2M-level SPTE."""
-        return self._owns(v, OWNS_TOP, self.sizes.region_gfns(region))
+        return self._owns(v, self.owns_top_steps, self.sizes.region_gfns(region))
 
     def owns_leaf(self, v: int, gfn: int) -> z3.BoolRef:
         """vCPU v is inside set_external_spte_present() for gfn's 4K SPTE."""
@@ -94,8 +95,10 @@ class MirrorFault:
     def _goto(self, v: int, step: str) -> dict[Field, object]:
         return {self.fault.step[v]: self.fault.steps.code(step)}
 
-    def _walk_at(self, v: int, gfn: int) -> tuple[z3.BoolRef, z3.ExprRef, z3.ExprRef]:
-        return self._at(v, "MAP", gfn), self.mirror.top(gfn).var, self.mirror.spte_4k[gfn].var
+    def _walk_at(self, v: int, gfn: int, level: str = "PG_LEVEL_4K") -> tuple[z3.BoolRef, z3.ExprRef, z3.ExprRef]:
+        """vCPU v walks the mirror for gfn towards fault->goal_level `level`; the SPTEs it sees."""
+        at = z3.And(self._at(v, "MAP", gfn), self.fault.goal_level[v].var == LEVEL.code(level))
+        return at, self.mirror.top(gfn).var, self.mirror.spte_4k[gfn].var
 
     def define(self, b: ModelBuilder) -> None:
         for v in range(self.sizes.vcpus):
@@ -139,7 +142,8 @@ class MirrorFault:
     def _sept_add(self, vcpu: int, gfn: int) -> tuple[z3.BoolRef, Field, str]:
         region = self.sizes.region_of(gfn)
         label = self.sizes.region_labels()[region]
-        return self._at(vcpu, "FROZEN_TOP", gfn), self.sept.sept_2m[region], f"TDH.MEM.SEPT.ADD(2M@{label})"
+        at = z3.And(self._at(vcpu, "FROZEN_TOP", gfn), self.fault.goal_level[vcpu].var == LEVEL.PG_LEVEL_4K)
+        return at, self.sept.sept_2m[region], f"TDH.MEM.SEPT.ADD(2M@{label})"
 
     @kernel("tdh_mem_sept_add")
     def tdh_mem_sept_add(self, vcpu: int, gfn: int) -> Step:
@@ -190,8 +194,10 @@ class MirrorFault:
     def retry_frozen(self, vcpu: int, gfn: int) -> Step:
         """kvm_tdp_mmu_map(): "If SPTE has been frozen by another thread, just give up
         and retry" - RET_PF_RETRY, and the vCPU faults again later."""
-        at, top, leaf = self._walk_at(vcpu, gfn)
-        frozen = z3.Or(top == SPTE_2M.FROZEN, z3.And(top == SPTE_2M.NONLEAF, leaf == SPTE_4K.FROZEN))
+        _, top, leaf = self._walk_at(vcpu, gfn)
+        at = self._at(vcpu, "MAP", gfn)
+        at_4k = self.fault.goal_level[vcpu].var == LEVEL.PG_LEVEL_4K
+        frozen = z3.Or(top == SPTE_2M.FROZEN, z3.And(at_4k, top == SPTE_2M.NONLEAF, leaf == SPTE_4K.FROZEN))
         return Step("kvm_tdp_mmu_map(): is_frozen_spte() -> RET_PF_RETRY; read_unlock",
                     z3.And(at, frozen), self.fault.done(vcpu))
 

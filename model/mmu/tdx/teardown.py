@@ -16,6 +16,14 @@ The ioctl thread (a conversion, a punch-hole, a memslot update) holds the write 
 from the step that starts the tear-down to the step that finishes it; the SEAMCALL
 results are the TDX module's steps. Left out: TDH.PHYMEM.PAGE.WBINVD failing, the
 premap path before the TD is finalized, HKID release.
+
+With huge pages the same machine runs the other 2M-level operations that need a blocked
+and tracked entry (RANGE.BLOCK at 2M, TRACK, kick, then the operation): REMOVE of a 2M
+leaf, DEMOTE (tdx_sept_split_private_spt(), for kvm_split_cross_boundary_leafs() and for
+an ACCEPT at 4K) and PROMOTE (merge of a full 4K table, after Isaku Yamahata's
+tdp_mmu_merge_private_spt()) with RANGE.UNBLOCK when it fails. Its holder is the ioctl
+thread or a vCPU with mmu_lock held for write, or, without guard `accept-level-write-lock`,
+a vCPU splitting under the read lock, whose BUSY results cannot be retried safely.
 """
 
 from __future__ import annotations
@@ -31,6 +39,14 @@ from .gmem import GuestMemfd
 from .sept import MODULE, ExternalSept
 
 ZAP_STEP = EnumDomain("sept_zap_step", ["IDLE", "BLOCK", "TRACK", "KICK", "REMOVE", "NEXT"])
+# with huge pages: the operation after the kick, the unblock of a failed one, and the
+# result a vCPU holder picks up
+ZAP_STEP_HUGE = EnumDomain(
+    "sept_zap_step", [*ZAP_STEP.members, "DEMOTE", "PROMOTE", "UNBLOCK", "DONE", "FAILED"]
+)
+# what the machine is doing to the entry at sept_zap.gfn (huge pages only)
+SEPT_OP = EnumDomain("sept_op", ["REMOVE_4K", "REMOVE_2M", "DEMOTE", "PROMOTE"])
+AFTER_KICK = {"REMOVE_4K": "REMOVE", "REMOVE_2M": "REMOVE", "DEMOTE": "DEMOTE", "PROMOTE": "PROMOTE"}
 
 
 class SeptTeardown:
@@ -38,12 +54,20 @@ class SeptTeardown:
                  dirty: Family) -> None:
         self.mirror, self.sept, self.gmem, self.dirty = mirror, sept, gmem, dirty
         self.sizes = mirror.sizes
+        self.huge = sept.huge
         n = self.sizes.gfns
         names = {g: f"g{g}" for g in range(n + 1)}
-        self.step: Field = b.field("sept_zap.step", ZAP_STEP, "IDLE", "where the tear-down of a leaf is")
-        gfn_names = {g: f"g{g}" for g in range(n)}
-        self.gfn: Field = b.field("sept_zap.gfn", IntDomain(0, n - 1, gfn_names), 0, "the leaf being torn down")
+        self.steps = ZAP_STEP_HUGE if self.huge else ZAP_STEP
+        self.step: Field = b.field("sept_zap.step", self.steps, "IDLE", "where the tear-down of a leaf is")
+        self.gfn: Field = b.field(
+            "sept_zap.gfn", IntDomain(0, n, names), 0,
+            "the entry being torn down (a 2M entry by its first GFN); at NEXT, the first GFN "
+            "the iterator has not visited",
+        )
         self.end: Field = b.field("sept_zap.end", IntDomain(0, n, names), 0, "the end of the range")
+        self.op: Field | None = None
+        if self.huge:
+            self.op = b.field("sept_zap.op", SEPT_OP, "REMOVE_4K", "the operation on the entry")
         self.track_guard = b.guard(
             "track-before-remove",
             "between TDH.MEM.RANGE.BLOCK and TDH.MEM.PAGE.REMOVE, tdx_track() runs "
@@ -51,6 +75,10 @@ class SeptTeardown:
             "tdx_track() in arch/x86/kvm/vmx/tdx.c; Chen Yu's report in the v19 review "
             "(ZlbftscsqGQjWZqj@chenyu5-mobl2): TDX_TLB_TRACKING_NOT_DONE",
         )
+        # set by the huge-page component: split boundary-crossing huge leaves before a
+        # zap (kvm_split_cross_boundary_leafs()), and which vCPU splits under the read lock
+        self.split_boundary = False
+        self.shared_holder: z3.BoolRef = z3.BoolVal(False)
 
     def bind(self, ioctl: SetMemoryAttributes) -> None:
         self.ioctl = ioctl
@@ -60,48 +88,91 @@ class SeptTeardown:
     def _leaf(self, g: int) -> z3.BoolRef:
         return z3.And(self.mirror.top(g).var == SPTE_2M.NONLEAF, self.mirror.spte_4k[g].var == SPTE_4K.LEAF)
 
-    def _clear(self, g: int, when: z3.BoolRef) -> dict[Field, object]:
-        """tdp_mmu_iter_set_spte(SHADOW_NONPRESENT_VALUE) of gfn g's mirror leaf, if `when`."""
-        leaf, dirty = self.mirror.spte_4k[g], self.dirty[g]
-        return {leaf: z3.If(when, SPTE_4K.NONPRESENT, leaf.var), dirty: z3.If(when, False, dirty.var)}
+    def _clear(self, g: int) -> dict[Field, object]:
+        """tdp_mmu_iter_set_spte(SHADOW_NONPRESENT_VALUE) of gfn g's mirror leaf."""
+        return {self.mirror.spte_4k[g]: SPTE_4K.NONPRESENT, self.dirty[g]: False}
 
-    def _first_leaf(self, gfns: list[int], start_at: z3.ArithRef | int | None, end: z3.ArithRef | int
-                    ) -> tuple[z3.BoolRef, z3.ArithRef, dict[Field, object]]:
-        """The first present mirror leaf among `gfns` (after `start_at`, before `end`):
-        whether there is one, which, and the effect of clearing it."""
-        def eligible(g: int) -> z3.BoolRef:
-            conds = [self._leaf(g), z3.BoolVal(g < end) if isinstance(end, int) else end > g]
-            if start_at is not None:
-                conds.append(start_at < g)
-            return z3.And(*conds)
+    def _at(self, step: str, gfn: int | None = None) -> z3.BoolRef:
+        at = self.step.var == self.steps.code(step)
+        return at if gfn is None else z3.And(at, self.gfn.var == gfn)
 
-        found: z3.BoolRef = z3.BoolVal(False)
+    def _op(self, *ops: str) -> z3.BoolRef:
+        if self.op is None:
+            return z3.BoolVal("REMOVE_4K" in ops)
+        return z3.Or(*[self.op.var == SEPT_OP.code(o) for o in ops])
+
+    def _plan(self, lo: z3.ArithRef | int, end: z3.ArithRef | int) -> tuple[z3.BoolRef, dict[Field, object]]:
+        """What tdp_mmu_zap_leafs() does next from GFN `lo` on, in iterator order: split the
+        first huge leaf that crosses the range's boundary (kvm_split_cross_boundary_leafs(),
+        with huge pages), else zap the first present mirror leaf in [lo, end) (a huge leaf
+        whole, at its first GFN). Returns whether there is anything to do, and the effect
+        of starting it (the mirror write and the machine's fields)."""
+        p = self.sizes.pages_per_huge
+        candidates: list[tuple[z3.BoolRef, int, str]] = []  # (eligible, gfn, op)
+        if self.split_boundary:
+            for r, base in enumerate(self.sizes.region_bases()):
+                crosses = z3.And(_lt(base, end), _lt(lo, base + p), z3.Or(_lt(base, lo), _lt(end, base + p)))
+                candidates.append((z3.And(self.mirror.huge_leaf(r), crosses), base, "DEMOTE"))
+        for r, base in enumerate(self.sizes.region_bases()):
+            if self.huge:
+                inside = z3.And(_lt(base, end), _lt(lo, base + p))
+                candidates.append((z3.And(self.mirror.huge_leaf(r), inside), base, "REMOVE_2M"))
+            for g in range(base, base + p):
+                candidates.append((z3.And(self._leaf(g), _le(lo, g), _lt(g, end)), g, "REMOVE_4K"))
+        # the first eligible candidate wins
+        taken: list[z3.BoolRef] = []
+        before: z3.BoolRef = z3.BoolVal(False)
+        for eligible, _, _ in candidates:
+            taken.append(z3.And(eligible, z3.Not(before)))
+            before = z3.Or(before, eligible)
+        found = before
         which: z3.ArithRef = z3.IntVal(0)
-        for g in reversed(gfns):
-            found = z3.Or(eligible(g), found)
-            which = z3.If(eligible(g), g, which)
+        op: z3.ArithRef = SEPT_OP.REMOVE_4K
+        for (_, g, o), t in reversed(list(zip(candidates, taken, strict=True))):
+            which = z3.If(t, g, which)
+            op = z3.If(t, SEPT_OP.code(o), op)
         effect: dict[Field, object] = {}
-        for g in gfns:
-            effect |= self._clear(g, z3.And(found, which == g))
-        return found, which, effect
-
-    def start(self, start: int, end: int, zap_step: str) -> dict[Field, object]:
-        """The effect, inside the step that takes the write lock, of zapping the mirror
-        leaves in [start, end): clear the first one and go on to TDH.MEM.RANGE.BLOCK, or
-        carry on at once if there is none."""
-        found, which, effect = self._first_leaf(list(range(start, end)), None, end)
-        then = AFTER_ZAP[zap_step]
+        for (_, g, o), t in zip(candidates, taken, strict=True):
+            writes = self._clear(g) if o == "REMOVE_4K" else self._start_2m(self.sizes.region_of(g), o)
+            for f, value in writes.items():
+                effect[f] = z3.If(t, value, effect.get(f, f.var))  # type: ignore[arg-type]
         effect |= {
-            self.ioctl.step: z3.If(found, IOCTL_STEP.code(zap_step), IOCTL_STEP.code(then)),
-            self.step: z3.If(found, ZAP_STEP.BLOCK, ZAP_STEP.IDLE),
+            self.step: z3.If(found, self.steps.BLOCK, self.steps.IDLE),
             self.gfn: z3.If(found, which, 0),
             self.end: z3.If(found, end, 0),
         }
+        if self.op is not None:
+            effect[self.op] = z3.If(found, op, SEPT_OP.REMOVE_4K)
+        return found, effect
+
+    def _start_2m(self, region: int, op: str) -> dict[Field, object]:
+        """The mirror write that starts a 2M operation under the write lock: a huge leaf
+        zapped is written non-present; a huge leaf split becomes a non-leaf whose 4K table
+        maps the same pages (tdp_mmu_split_huge_page(), then the split_external_spt hook)."""
+        top = self.mirror.spte_2m[region]
+        if op == "REMOVE_2M":
+            return {top: SPTE_2M.NONPRESENT}
+        return {top: SPTE_2M.NONLEAF, **{self.mirror.spte_4k[g]: SPTE_4K.LEAF for g in self.sizes.region_gfns(region)}}
+
+    def start(self, start: int, end: int, zap_step: str) -> dict[Field, object]:
+        """The effect, inside the step that takes the write lock, of zapping the mirror
+        leaves in [start, end): start on the first one (or the split before it), or
+        carry on at once if there is none."""
+        found, effect = self._plan(start, end)
+        then = AFTER_ZAP[zap_step]
+        effect[self.ioctl.step] = z3.If(found, IOCTL_STEP.code(zap_step), IOCTL_STEP.code(then))
         return effect
 
-    def _at(self, step: str, gfn: int | None = None) -> z3.BoolRef:
-        at = self.step.var == ZAP_STEP.code(step)
-        return at if gfn is None else z3.And(at, self.gfn.var == gfn)
+    def begin(self, region: int, op: str) -> dict[Field, object]:
+        """A vCPU holding the write lock (or, for a split without guard
+        `accept-level-write-lock`, the read lock) starts a 2M operation on the region."""
+        assert self.op is not None
+        return {
+            self.step: self.steps.BLOCK,
+            self.gfn: self.sizes.region_bases()[region],
+            self.end: 0,
+            self.op: SEPT_OP.code(op),
+        }
 
     def _busy(self) -> tuple[z3.BoolRef, dict[Field, object]]:
         """TDX_OPERAND_BUSY, then tdx_no_vcpus_enter_start(): only while a vCPU is in the
@@ -109,9 +180,28 @@ class SeptTeardown:
         guard = z3.And(self.sept.td.any_in_guest(), z3.Not(self.sept.wait_for_sept_zap.var))
         return guard, {self.sept.wait_for_sept_zap: True, **self.sept.td.kick()}
 
-    def _then(self, step: str) -> dict[Field, object]:
-        """The SEAMCALL is done: tdx_no_vcpus_enter_stop() if it was a retry, and go on."""
-        return {self.step: ZAP_STEP.code(step), self.sept.wait_for_sept_zap: False}
+    def _then(self, step: str, cursor: z3.ArithRef | int | None = None) -> dict[Field, object]:
+        """The SEAMCALL is done: tdx_no_vcpus_enter_stop() if it was a retry, and go on
+        (at NEXT, the iterator continues from `cursor`)."""
+        out: dict[Field, object] = {self.step: self.steps.code(step), self.sept.wait_for_sept_zap: False}
+        if cursor is not None:
+            out[self.gfn] = cursor
+        return out
+
+    def _finish(self, ok: bool) -> dict[Field, object]:
+        """A 2M operation ended: the ioctl thread goes on with its zap from the start of its
+        range; a vCPU holder picks up DONE or FAILED."""
+        result = self._then("DONE" if ok else "FAILED")
+        found, plan = self._plan(self.ioctl.start.var, self.end.var)
+        plan[self.ioctl.step] = z3.If(found, self.ioctl.step.var, self.ioctl.after_zap())
+        plan[self.sept.wait_for_sept_zap] = False
+        zapping = self.ioctl.zapping()
+        out: dict[Field, object] = {}
+        for f in set(result) | set(plan):
+            mine = result.get(f, f.var)
+            theirs = plan.get(f, f.var)
+            out[f] = z3.If(zapping, theirs, mine)  # type: ignore[arg-type]
+        return out
 
     def define(self, b: ModelBuilder) -> None:
         for g in range(self.sizes.gfns):
@@ -135,7 +225,7 @@ class SeptTeardown:
         MAPPED leaf, which becomes blocked at the current TD epoch (the hardware no
         longer walks it; TLBs may still hold it)."""
         s = self.sept.sept_4k[gfn].var
-        guard = z3.And(self._at("BLOCK", gfn), z3.Or(s == SEPT_4K.PENDING, s == SEPT_4K.MAPPED))
+        guard = z3.And(self._at("BLOCK", gfn), self._op("REMOVE_4K"), z3.Or(s == SEPT_4K.PENDING, s == SEPT_4K.MAPPED))
         nxt = "TRACK" if self.track_guard else "REMOVE"
         effect = {
             self.sept.sept_4k[gfn]: z3.If(s == SEPT_4K.MAPPED, SEPT_4K.BLOCKED, SEPT_4K.PENDING_BLOCKED),
@@ -151,17 +241,18 @@ class SeptTeardown:
         tdx_no_vcpus_enter_start() (wait_for_sept_zap, kick) and retries once."""
         busy, effect = self._busy()
         return Step(f"TDH.MEM.RANGE.BLOCK(g{gfn}) -> TDX_OPERAND_BUSY; tdx_no_vcpus_enter_start()",
-                    z3.And(self._at("BLOCK", gfn), busy), effect)
+                    z3.And(self._at("BLOCK", gfn), self._op("REMOVE_4K"), busy), effect)
 
     @kernel("tdh_mem_range_block")
     def tdh_mem_range_block_error(self, gfn: int) -> Step:
         """tdh_mem_range_block(): TDH.MEM.RANGE.BLOCK on an entry that is no present leaf fails
-        (TDX_EPT_ENTRY_STATE_INCORRECT); tdx_sept_zap_private_spte() KVM_BUG_ON()s and the
-        zap goes on to the next leaf."""
+        (TDX_EPT_ENTRY_STATE_INCORRECT; with a 2M S-EPT leaf above,
+        TDX_EPT_WALK_FAILED); tdx_sept_zap_private_spte() KVM_BUG_ON()s and the zap goes
+        on to the next leaf."""
         s = self.sept.sept_4k[gfn].var
-        guard = z3.And(self._at("BLOCK", gfn), s != SEPT_4K.PENDING, s != SEPT_4K.MAPPED)
+        guard = z3.And(self._at("BLOCK", gfn), self._op("REMOVE_4K"), s != SEPT_4K.PENDING, s != SEPT_4K.MAPPED)
         return Step(f"TDH.MEM.RANGE.BLOCK(g{gfn}) -> TDX_EPT_ENTRY_STATE_INCORRECT; KVM_BUG_ON",
-                    guard, {**self.sept.bug(), **self._then("NEXT")})
+                    guard, {**self.sept.bug(), **self._then("NEXT", gfn + 1)})
 
     # -- TDH.MEM.TRACK and the kick -------------------------------------------------
 
@@ -177,17 +268,25 @@ class SeptTeardown:
     @kernel("tdh_mem_track")
     def tdh_mem_track_busy(self) -> Step:
         """tdh_mem_track(): TDH.MEM.TRACK returns TDX_OPERAND_BUSY against a vCPU entering the TD (the
-        epoch lock); tdx_track() calls tdx_no_vcpus_enter_start() and retries once."""
+        epoch lock); tdx_track() calls tdx_no_vcpus_enter_start() and retries once. A vCPU
+        splitting under the read lock cannot: it unblocks the entry instead."""
         busy, effect = self._busy()
-        return Step("TDH.MEM.TRACK -> TDX_OPERAND_BUSY; tdx_no_vcpus_enter_start()",
-                    z3.And(self._at("TRACK"), busy), effect)
+        if self.huge:
+            effect = {f: z3.If(self.shared_holder, f.var, v) for f, v in effect.items()}  # type: ignore[misc]
+            effect[self.step] = z3.If(self.shared_holder, self.steps.UNBLOCK, self.step.var)
+            busy = z3.Or(busy, z3.And(self.shared_holder, self.sept.td.any_in_guest()))
+        return Step("TDH.MEM.TRACK -> TDX_OPERAND_BUSY", z3.And(self._at("TRACK"), busy), effect)
 
     @kernel("kvm_make_all_cpus_request")
     def kvm_make_all_cpus_request(self) -> Step:
         """tdx_track() ends with kvm_make_all_cpus_request(kvm, KVM_REQ_OUTSIDE_GUEST_MODE):
         every vCPU leaves the TD (and waits for the request to be seen)."""
+        nxt: z3.ExprRef = self.steps.REMOVE
+        if self.op is not None:
+            for op, step in AFTER_KICK.items():
+                nxt = z3.If(self.op.var == SEPT_OP.code(op), self.steps.code(step), nxt)
         return Step("kvm_make_all_cpus_request(KVM_REQ_OUTSIDE_GUEST_MODE)", self._at("KICK"),
-                    {**self.sept.td.kick(), self.step: ZAP_STEP.REMOVE})
+                    {**self.sept.td.kick(), self.step: nxt})
 
     # -- TDH.MEM.PAGE.REMOVE --------------------------------------------------------
 
@@ -196,21 +295,24 @@ class SeptTeardown:
         so the guest's data there is meant to go."""
         return self.ioctl.step.var != IOCTL_STEP.SLOT_ZAP
 
+    def discard(self, gfn: int) -> dict[Field, object]:
+        """The guest's view of gfn after its page is removed, if userspace asked for it."""
+        inside = z3.And(self._discards(), self.ioctl.start.var <= gfn, self.ioctl.end.var > gfn)
+        return {f: z3.If(inside, value, f.var) for f, value in self.sept.td.discard(gfn).items()}  # type: ignore[misc]
+
     @kernel("tdh_mem_page_remove")
     def tdh_mem_page_remove(self, gfn: int) -> Step:
         """tdx_sept_drop_private_spte() -> tdh_mem_page_remove(): TDH.MEM.PAGE.REMOVE succeeds on a blocked leaf
         whose blocking epoch is tracked (is_tlb_tracked()); then TDH.PHYMEM.PAGE.WBINVD,
         tdx_clear_page() and tdx_unpin() - the page's contents are gone."""
-        guard = z3.And(self._at("REMOVE", gfn), self.sept.blocked(gfn), self.sept.tracked(gfn))
-        accepted = self.sept.td.discard(gfn)
+        guard = z3.And(self._at("REMOVE", gfn), self._op("REMOVE_4K"), self.sept.blocked(gfn), self.sept.tracked(gfn))
         effect: dict[Field, object] = {
             self.sept.sept_4k[gfn]: SEPT_4K.FREE,
             self.sept.bepoch[gfn]: BLOCK_AGE.CURRENT,
             **self.gmem.unpin(gfn),
-            **self._then("NEXT"),
+            **self._then("NEXT", gfn + 1),
+            **self.discard(gfn),
         }
-        for f, value in accepted.items():
-            effect[f] = z3.If(self._discards(), value, f.var)  # type: ignore[arg-type]
         return Step(f"TDH.MEM.PAGE.REMOVE(g{gfn}) -> TDX_SUCCESS; tdx_unpin()", guard, effect)
 
     @kernel("tdh_mem_page_remove")
@@ -219,7 +321,7 @@ class SeptTeardown:
         tdx_sept_drop_private_spte() calls tdx_no_vcpus_enter_start() and retries once."""
         busy, effect = self._busy()
         return Step(f"TDH.MEM.PAGE.REMOVE(g{gfn}) -> TDX_OPERAND_BUSY; tdx_no_vcpus_enter_start()",
-                    z3.And(self._at("REMOVE", gfn), busy), effect)
+                    z3.And(self._at("REMOVE", gfn), self._op("REMOVE_4K"), busy), effect)
 
     @kernel("tdh_mem_page_remove")
     def tdh_mem_page_remove_error(self, gfn: int) -> Step:
@@ -228,7 +330,8 @@ class SeptTeardown:
         tdx_sept_drop_private_spte() KVM_BUG_ON()s and the page stays pinned (leaked)."""
         bad = z3.Or(z3.Not(self.sept.blocked(gfn)), z3.Not(self.sept.tracked(gfn)))
         return Step(f"TDH.MEM.PAGE.REMOVE(g{gfn}) -> TDX_TLB_TRACKING_NOT_DONE; KVM_BUG_ON",
-                    z3.And(self._at("REMOVE", gfn), bad), {**self.sept.bug(), **self._then("NEXT")})
+                    z3.And(self._at("REMOVE", gfn), self._op("REMOVE_4K"), bad),
+                    {**self.sept.bug(), **self._then("NEXT", gfn + 1)})
 
     # -- the next leaf --------------------------------------------------------------
 
@@ -237,12 +340,18 @@ class SeptTeardown:
         """tdp_mmu_zap_leafs() moves to the next present mirror leaf of the range and
         writes it non-present (tdp_mmu_iter_set_spte), or, at the end of the range, the
         ioctl thread flushes and drops mmu_lock and goes on with its operation."""
-        gfns = list(range(self.sizes.gfns))
-        found, which, effect = self._first_leaf(gfns, self.gfn.var, self.end.var)
-        effect |= {
-            self.step: z3.If(found, ZAP_STEP.BLOCK, ZAP_STEP.IDLE),
-            self.gfn: z3.If(found, which, 0),
-            self.end: z3.If(found, self.end.var, 0),
-            self.ioctl.step: z3.If(found, self.ioctl.step.var, self.ioctl.after_zap()),
-        }
+        found, effect = self._plan(self.gfn.var, self.end.var)
+        effect[self.ioctl.step] = z3.If(found, self.ioctl.step.var, self.ioctl.after_zap())
         return Step("tdp_mmu_zap_leafs(): next leaf, or write_unlock(&kvm->mmu_lock)", self._at("NEXT"), effect)
+
+
+def _lt(a: z3.ArithRef | int, b: z3.ArithRef | int) -> z3.BoolRef:
+    if isinstance(a, int) and isinstance(b, int):
+        return z3.BoolVal(a < b)
+    return a < b  # type: ignore[return-value]
+
+
+def _le(a: z3.ArithRef | int, b: z3.ArithRef | int) -> z3.BoolRef:
+    if isinstance(a, int) and isinstance(b, int):
+        return z3.BoolVal(a <= b)
+    return a <= b  # type: ignore[return-value]
