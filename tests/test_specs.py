@@ -25,12 +25,13 @@ def test_every_spec_pins_its_expected_result_and_distinct_count() -> None:
 
 
 # exhaustive runs of minutes: part of the full suite (and of CI), left out by `-m "not slow"`
-SLOW = {"tdx-default"}
+SLOW = {"tdx-default", "tdx-hugepage-default"}
 
 
 def test_every_guard_has_a_spec_that_shows_what_breaks_without_it() -> None:
     guards = {g for path in SPECS if "__" not in path.stem for g in load(path).build().guards}
-    assert {"huge-range", "freeze", "track-before-remove", "fast-zap-direct-only"} <= guards
+    assert {"huge-range", "freeze", "track-before-remove", "fast-zap-direct-only", "split-cross-boundary",
+            "mirror-hugepage-adjust", "accept-level-write-lock"} <= guards
     switched_off = {g for path in SPECS for g in load(path).guards_off}
     assert guards <= switched_off, f"guards without a spec: {sorted(guards - switched_off)}"
 

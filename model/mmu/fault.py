@@ -61,7 +61,8 @@ class FaultRefinement:
     private_max_level: Callable[[int, int], z3.ExprRef] | None = None
     # more reasons in lpage_info's disallow_lpage for a private huge mapping (region)
     private_disallowed: Callable[[int], z3.BoolRef] | None = None
-    idle_locals: dict[Field, object] = field(default_factory=dict)  # reset when a fault ends
+    # per-vCPU locals of other components, reset to the value given when that vCPU's fault ends
+    idle_locals: list[tuple[Family, object]] = field(default_factory=list)
 
 
 def vcpu_actor(v: int) -> str:
@@ -147,8 +148,8 @@ class FaultPath:
             self.max_level[v]: LEVEL.PG_LEVEL_4K,
             self.goal_level[v]: LEVEL.PG_LEVEL_4K,
         }
-        for family, value in self.refine.idle_locals.items():
-            out[family] = value
+        for family, value in self.refine.idle_locals:
+            out[family[v]] = value
         return out
 
     def begin(self, v: int, gfn: int, private: bool) -> dict[Field, object]:

@@ -11,8 +11,9 @@ Abstractions:
   left the TD before a TRACK flushes its TLB when it enters again; the model flushes it
   at once (at the TRACK, or when a vCPU at the previous epoch leaves).
 - The TLB holds the private translations a vCPU used (one bit per GFN).
-- The guest touches (reads or writes) or accepts private GFNs freely, but never touches
-  a PENDING page it has not accepted (that kills the TD: the guest's bug, not KVM's).
+- The guest touches (reads or writes) or accepts private GFNs freely (option
+  `touch_unaccepted = false`: only pages it accepted), but never touches a PENDING page
+  it has not accepted (that kills the TD: the guest's bug, not KVM's).
 - A vCPU leaves the TD only on an EPT violation or a kick; other exits are left out.
 """
 
@@ -23,7 +24,7 @@ from typing import Any
 
 import z3
 
-from model.lang import BOOL, Component, Family, Field, ModelBuilder, Step, kernel, resolve
+from model.lang import BOOL, Component, Family, Field, ModelBuilder, Option, Step, kernel, resolve
 
 from .fault import FaultPath, vcpu_actor
 from .sizes import Sizes
@@ -36,8 +37,11 @@ from .values import SEPT_4K, VCPU_MODE
 class Td:
     """The TD's vCPUs as the TDX module and KVM see them (implements sept.TdView)."""
 
-    def __init__(self, b: ModelBuilder, sept: ExternalSept, fault: FaultPath, direct: Root) -> None:
+    def __init__(self, b: ModelBuilder, sept: ExternalSept, fault: FaultPath, direct: Root,
+                 touch_unaccepted: bool = True) -> None:
         self.sept, self.fault, self.direct = sept, fault, direct
+        self.touch_unaccepted = touch_unaccepted
+        self.accepting: Family | None = None  # set by the huge-page component
         self.sizes = fault.sizes
         vcpus, gfns = self.sizes.vcpu_labels(), self.sizes.gfn_labels()
         self.mode: Family = b.family(
@@ -89,6 +93,18 @@ class Td:
     def discard(self, gfn: int) -> dict[Field, object]:
         return {self.accepted[gfn]: False}
 
+    def runs(self, v: int) -> z3.BoolRef:
+        """vCPU v runs guest code of its choice: it is in the TD and not re-executing a
+        TDG.MEM.PAGE.ACCEPT at 2M that exited (the huge-page component tracks those)."""
+        if self.accepting is None:
+            return self.in_guest(v)
+        return z3.And(self.in_guest(v), self.accepting[v].var == 0)
+
+    def _untouched(self, region: int) -> z3.BoolRef:
+        """Nothing of the region is mapped in the S-EPT or accepted by the guest."""
+        gfns = self.sizes.region_gfns(region)
+        return z3.And(*[z3.And(z3.Not(self.sept.leaf_present(g)), z3.Not(self.accepted[g].var)) for g in gfns])
+
     # -- actions --------------------------------------------------------------------
 
     def define(self, b: ModelBuilder, write: Family) -> None:
@@ -122,7 +138,7 @@ class Td:
         not map, the module reports an EPT violation instead: see
         tdx_handle_ept_violation.)"""
         s = self.sept.sept_4k[gfn]
-        guard = z3.And(self.in_guest(vcpu), z3.Not(self.accepted[gfn].var),
+        guard = z3.And(self.runs(vcpu), z3.Not(self.accepted[gfn].var),
                        self.sept.table_present(gfn), s.var == SEPT_4K.PENDING)
         return Step(f"TD: TDG.MEM.PAGE.ACCEPT(g{gfn}) -> TDX_SUCCESS", guard,
                     {s: SEPT_4K.MAPPED, self.accepted[gfn]: True})
@@ -132,7 +148,7 @@ class Td:
         """TLB fill: the guest uses an accepted page through the S-EPT and the vCPU's
         TLB caches the translation, which it keeps using until a flush."""
         tlb = self.tlb[vcpu][gfn]
-        guard = z3.And(self.in_guest(vcpu), self.accepted[gfn].var, z3.Not(tlb.var),
+        guard = z3.And(self.runs(vcpu), self.accepted[gfn].var, z3.Not(tlb.var),
                        self.sept.state(gfn, "MAPPED", "MAPPED"))
         return Step(f"TD: access g{gfn} (TLB fill)", guard, {tlb: True})
 
@@ -145,13 +161,15 @@ class Td:
         instead)."""
         if private:
             unmapped = z3.Not(self.sept.leaf_present(gfn))
+            if not self.touch_unaccepted:  # a Linux TD touches only what it accepted
+                unmapped = z3.And(unmapped, self.accepted[gfn].var)
         else:
             unmapped = z3.Not(self.direct.maps(gfn))
         effect = {**self._leave(vcpu), **self.fault.begin(vcpu, gfn, private), self.write[vcpu]: write}
         access = "write" if write else "read"
         kind = "private" if private else "shared"
         return Step(f"TD exit: EPT violation g{gfn} ({kind} {access}); kvm_mmu_faultin_pfn(): fault->mmu_seq",
-                    z3.And(self.in_guest(vcpu), unmapped), effect)
+                    z3.And(self.runs(vcpu), unmapped), effect)
 
 
 class GuestComponent(Component):
@@ -163,6 +181,11 @@ class GuestComponent(Component):
         "translations, TDG.MEM.PAGE.ACCEPT, and EPT violations that start faults"
     )
     requires = ("tdx",)
+    options = (
+        Option("touch_unaccepted", bool, True,
+               "the guest may touch private pages it has not accepted (false: a Linux TD, "
+               "which accepts before it touches)"),
+    )
 
     def __init__(self, sizes: Sizes, options: Mapping[str, Any]) -> None:
         self.sizes = sizes
@@ -176,7 +199,7 @@ class GuestComponent(Component):
         tdx = deps["tdx"]
         assert isinstance(tdx, TdxComponent)
         kvm = tdx.kvm
-        self.td = Td(b, tdx.sept, tdx.fault, kvm.direct)
+        self.td = Td(b, tdx.sept, tdx.fault, kvm.direct, self.config["touch_unaccepted"])
         tdx.sept.td = self.td
         self.write = tdx.mirror_fault.write
 

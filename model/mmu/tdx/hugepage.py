@@ -25,7 +25,7 @@ from typing import Any
 
 import z3
 
-from model.lang import BOOL, Component, Family, Field, ModelBuilder, Step, kernel, resolve
+from model.lang import BOOL, Component, Family, Field, IntDomain, ModelBuilder, Step, kernel, resolve
 
 from ..fault import vcpu_actor
 from ..guest import GuestComponent, Td
@@ -76,13 +76,19 @@ class HugeMirror:
             "tdx_check_accept_level(), RFC v2 14/23 (lore 20250807094423.4644-1-yan.y.zhao@intel.com); "
             "Reject splitting huge pages under shared mmu_lock for mirror root (v2 11/23)",
         )
+        names = {0: "none"} | {r + 1: f"2M@{lab}" for r, lab in enumerate(sizes.region_labels())}
+        self.accepting: Family = b.family(
+            "td.accepting_2m", vcpus, IntDomain(0, sizes.huge_pages, names), 0,
+            "the TDG.MEM.PAGE.ACCEPT at 2M the vCPU re-executes after its EPT violation",
+        )
+        td.accepting = self.accepting
         self.accept_4k: Family | None = None
         if not self.accept_guard:
             self.accept_4k = b.family(
                 "fault.accept_level_4k", vcpus, BOOL, False,
                 "RFC v1's violation_request_level: the EPT violation asked for 4K",
             )
-            self.fault.refine.idle_locals.update({f: False for f in self.accept_4k})
+            self.fault.refine.idle_locals.append((self.accept_4k, False))
             self.fault.refine.private_max_level = self._max_level
         self.fault.refine.private_disallowed = lambda r: self.inhibit[r].var
         self.lock.add_writer(z3.Or(*[self._in(v, "SPLIT", "MERGE") for v in range(sizes.vcpus)]))
@@ -152,6 +158,7 @@ class HugeMirror:
                     b.action(self.split_shared_done, actor, vcpu=v, gfn=g)
             for r in range(self.sizes.huge_pages):
                 b.action(self.tdg_mem_page_accept_2m, actor, vcpu=v, region=r)
+                b.action(self.tdg_mem_page_accept_2m_mismatch, actor, vcpu=v, region=r)
                 b.action(self.tdx_handle_ept_violation_accept_2m, actor, vcpu=v, region=r)
 
     # -- a 2M leaf: freeze, TDH.MEM.PAGE.AUG at 2M, write ---------------------------
@@ -279,7 +286,7 @@ class HugeMirror:
         """The guest's TDG.MEM.PAGE.ACCEPT(gfn, 4K) becomes an EPT violation: the page is
         not mapped, or the module emulates one because the S-EPT maps it at 2M."""
         r = self.sizes.region_of(gfn)
-        return z3.And(self.td.in_guest(vcpu), z3.Not(self.td.accepted[gfn].var),
+        return z3.And(self.td.runs(vcpu), z3.Not(self.td.accepted[gfn].var),
                       z3.Or(self.sept.sept_2m[r].var == SEPT_2M.PENDING, z3.Not(self.sept.leaf_present(gfn))))
 
     @kernel("tdx_handle_ept_violation")
@@ -353,8 +360,9 @@ class HugeMirror:
     @kernel("tdp_mmu_split_huge_page")
     def tdp_mmu_split_huge_page_shared(self, vcpu: int, gfn: int) -> Step:
         """Without guard `accept-level-write-lock`: the 4K goal under the read lock splits the
-        huge mirror leaf (RFC v1): freeze it, then RANGE.BLOCK, TRACK, kick and DEMOTE with
-        the read lock only; a BUSY on the way must be undone with RANGE.UNBLOCK."""
+        huge mirror leaf with tdp_mmu_split_huge_page() (RFC v1): freeze it, then
+        RANGE.BLOCK, TRACK, kick and DEMOTE with the read lock only; a BUSY on the way must
+        be undone with RANGE.UNBLOCK."""
         at, top, _ = self.mf._walk_at(vcpu, gfn)
         r, topf, label = self._region(gfn)
         guard = z3.And(at, top == SPTE_2M.LEAF, self._machine())
@@ -381,31 +389,45 @@ class HugeMirror:
     def _none_accepted(self, region: int) -> z3.BoolRef:
         return z3.And(*[z3.Not(self.td.accepted[g].var) for g in self.sizes.region_gfns(region)])
 
+    def _accepts_2m(self, vcpu: int, region: int) -> z3.BoolRef:
+        """vCPU v's guest code is at TDG.MEM.PAGE.ACCEPT of the region at 2M: a fresh one,
+        or the one it re-executes after an EPT violation."""
+        acc = self.accepting[vcpu].var
+        return z3.And(self.td.in_guest(vcpu), z3.Or(acc == 0, acc == region + 1))
+
     @kernel("try_accept_one")
     def tdg_mem_page_accept_2m(self, vcpu: int, region: int) -> Step:
         """The guest's try_accept_one() -> TDG.MEM.PAGE.ACCEPT(2M) of a PENDING 2M leaf: the module
-        zeroes the 2M page and marks it MAPPED. (On a region mapped at 4K the module
-        returns TDX_PAGE_SIZE_MISMATCH and the guest accepts at 4K instead; the model lets
-        it do so directly.)"""
+        zeroes the 2M page and marks it MAPPED. Left out: the guest's 1G attempt first."""
         s = self.sept.sept_2m[region]
-        guard = z3.And(self.td.in_guest(vcpu), self._none_accepted(region), s.var == SEPT_2M.PENDING)
-        effect: dict[Field, object] = {s: SEPT_2M.MAPPED}
+        guard = z3.And(self._accepts_2m(vcpu, region), self._none_accepted(region), s.var == SEPT_2M.PENDING)
+        effect: dict[Field, object] = {s: SEPT_2M.MAPPED, self.accepting[vcpu]: 0}
         effect |= {self.td.accepted[g]: True for g in self.sizes.region_gfns(region)}
         label = self.sizes.region_labels()[region]
         return Step(f"TD: TDG.MEM.PAGE.ACCEPT({label}, 2M) -> TDX_SUCCESS", guard, effect)
 
+    @kernel("try_accept_one")
+    def tdg_mem_page_accept_2m_mismatch(self, vcpu: int, region: int) -> Step:
+        """The guest's try_accept_one() -> TDG.MEM.PAGE.ACCEPT(2M) of a region the S-EPT maps at 4K
+        fails with TDX_PAGE_SIZE_MISMATCH (or, if part of it is accepted already,
+        TDX_PAGE_ALREADY_ACCEPTED): the guest falls back to accepting at 4K."""
+        s = self.sept.sept_2m[region].var
+        guard = z3.And(self.accepting[vcpu].var == region + 1, self.td.in_guest(vcpu),
+                       z3.Or(s == SEPT_2M.NONLEAF, z3.Not(self._none_accepted(region))))
+        label = self.sizes.region_labels()[region]
+        return Step(f"TD: TDG.MEM.PAGE.ACCEPT({label}, 2M) -> TDX_PAGE_SIZE_MISMATCH; accept at 4K",
+                    guard, {self.accepting[vcpu]: 0})
+
     @kernel("tdx_handle_ept_violation")
     def tdx_handle_ept_violation_accept_2m(self, vcpu: int, region: int) -> Step:
         """TDG.MEM.PAGE.ACCEPT(2M) of a region the S-EPT does not map exits to
-        tdx_handle_ept_violation() (accept level 2M): tdx_check_accept_level() has nothing to do below 1G,
-        and the fault maps as large as the region allows."""
+        tdx_handle_ept_violation() (accept level 2M): tdx_check_accept_level() has
+        nothing to do below 1G, and the fault maps as large as the region allows; the guest
+        re-executes the ACCEPT when it is back in the TD."""
         base = self.sizes.region_bases()[region]
-        gfns = self.sizes.region_gfns(region)
-        guard = z3.And(self.td.in_guest(vcpu), self._none_accepted(region),
-                       *[z3.Not(self.sept.leaf_present(g)) for g in gfns])
-        effect = {**self.td._leave(vcpu), **self.fault.begin(vcpu, base, True), self.mf.write[vcpu]: False}
-        if self.accept_4k is not None:
-            effect[self.accept_4k[vcpu]] = False
+        guard = z3.And(self._accepts_2m(vcpu, region), self.td._untouched(region))
+        effect = {**self.td._leave(vcpu), **self.fault.begin(vcpu, base, True), self.mf.write[vcpu]: False,
+                  self.accepting[vcpu]: region + 1}
         label = self.sizes.region_labels()[region]
         return Step(f"TD: TDG.MEM.PAGE.ACCEPT({label}, 2M) -> EPT violation (accept level 2M); "
                     "kvm_mmu_faultin_pfn()", guard, effect)

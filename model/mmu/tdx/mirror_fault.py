@@ -51,7 +51,7 @@ class MirrorFault:
             "fault.write", self.sizes.vcpu_labels(), BOOL, False,
             "the access that faulted was a write (PFERR_WRITE_MASK)",
         )
-        fault.refine.idle_locals.update({w: False for w in self.write})
+        fault.refine.idle_locals.append((self.write, False))
         self.dirty: Family = b.family(
             "mirror_spte_dirty", self.sizes.gfn_labels(), BOOL, False,
             "the volatile A/D state of the 4K mirror leaf (make_spte() sets it for a write fault)",

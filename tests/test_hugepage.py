@@ -1,0 +1,276 @@
+"""TDX huge pages on hand-built states: AUG at 2M, DEMOTE / PROMOTE / UNBLOCK preconditions,
+the ACCEPT-level EPT violation, GUEST_INHIBIT, and the huge-page invariants."""
+
+from __future__ import annotations
+
+import pytest
+
+from checker.compile import compile_model
+from checker.sanity import vacuous
+from invariants import CATALOGUE, applicable
+from model.mmu import Sizes, build
+
+from .helpers import check, labels, state, step
+
+OPTIONS = {"attributes": {"initial_attributes": "private", "max_conversions": 0},
+           "tdx": {"max_punch_holes": 0, "max_memslot_updates": 0, "nx_recovery": False}}
+MODEL = build(["tdx_huge"], Sizes(2, 1, 2), OPTIONS)
+C = compile_model(MODEL)
+SHARED_SPLIT = build(["tdx_huge"], Sizes(2, 1, 2), OPTIONS, guards_off=["accept-level-write-lock"])
+C_SHARED = compile_model(SHARED_SPLIT)
+NO_ADJUST = build(["tdx_huge"], Sizes(2, 1, 2), OPTIONS, guards_off=["mirror-hugepage-adjust"])
+C_NO_ADJUST = compile_model(NO_ADJUST)
+
+HUGE = {"mirror_spte_2m[g0]": "LEAF", "sept_2m[g0]": "PENDING"}
+TABLE = {"mirror_spte_2m[g0]": "NONLEAF", "sept_2m[g0]": "NONLEAF", "mirror_spte_4k[g0]": "LEAF",
+         "mirror_spte_4k[g1]": "LEAF", "sept_4k[g0]": "PENDING", "sept_4k[g1]": "PENDING"}
+
+
+def machine(at: str, op: str, **changes: object) -> dict[str, int]:
+    """vCPU0 holds mmu_lock for write (a split for its ACCEPT, or a merge) and the 2M
+    operation `op` is at step `at`."""
+    holder = "SPLIT" if op == "DEMOTE" else "MERGE"
+    return state(MODEL, {"fault.step[vcpu0]": holder, "fault.is_private[vcpu0]": True,
+                         "sept_zap.step": at, "sept_zap.op": op, **changes})
+
+
+# -- TDH.MEM.PAGE.AUG at 2M -------------------------------------------------------------
+
+@pytest.mark.parametrize(("entry", "ok"), [("FREE", True), ("PENDING", False), ("NONLEAF", False)])
+def test_aug_2m_needs_a_free_2m_entry(entry: str, ok: bool) -> None:
+    st = state(MODEL, {"fault.step[vcpu0]": "FROZEN_TOP", "fault.is_private[vcpu0]": True,
+                       "fault.goal_level[vcpu0]": "PG_LEVEL_2M", "mirror_spte_2m[g0]": "FROZEN",
+                       "sept_2m[g0]": entry})
+    good = step(C, st, "tdh_mem_page_aug_2m(vcpu=0, gfn=0)")
+    bad = step(C, st, "tdh_mem_page_aug_2m_error(vcpu=0, gfn=0)")
+    assert (good is not None) is ok and (bad is not None) is (not ok)
+    assert step(C, st, "tdh_mem_sept_add(vcpu=0, gfn=0)") is None  # a 2M goal adds no table
+    if ok:
+        assert good is not None
+        assert labels(MODEL, good, "sept_2m[g0]", "tdx_pinned[g0]", "tdx_pinned[g1]") == ("PENDING", "true", "true")
+    else:
+        assert bad is not None and labels(MODEL, bad, "kvm->vm_bugged") == ("true",)
+
+
+def test_hugepage_adjust_honours_guest_inhibit() -> None:
+    at = {"fault.step[vcpu0]": "NOT_STALE", "fault.is_private[vcpu0]": True, "fault.max_level[vcpu0]": "PG_LEVEL_2M"}
+    free = step(C, state(MODEL, at), "kvm_mmu_hugepage_adjust(vcpu=0, gfn=0, private=True)")
+    inhibited = step(C, state(MODEL, {**at, "hugepage_guest_inhibit[g0]": True}),
+                     "kvm_mmu_hugepage_adjust(vcpu=0, gfn=0, private=True)")
+    assert free is not None and labels(MODEL, free, "fault.goal_level[vcpu0]") == ("PG_LEVEL_2M",)
+    assert inhibited is not None and labels(MODEL, inhibited, "fault.goal_level[vcpu0]") == ("PG_LEVEL_4K",)
+
+
+# -- the ACCEPT level ---------------------------------------------------------------------
+
+def test_accept_at_4k_inside_a_2m_leaf_takes_the_write_lock_and_demotes() -> None:
+    st = state(MODEL, {**HUGE, "td.vcpu_mode[vcpu0]": "IN_GUEST_CURRENT"})
+    assert step(C, st, "tdg_mem_page_accept(vcpu=0, gfn=1)") is None  # no 4K entry to accept
+    exit_ = step(C, st, "tdx_handle_ept_violation_accept_4k(vcpu=0, gfn=1)")
+    assert exit_ is not None
+    assert labels(MODEL, exit_, "fault.step[vcpu0]", "td.vcpu_mode[vcpu0]") == ("ACCEPT_LEVEL", "OUTSIDE_GUEST_MODE")
+    # another vCPU holding the read lock keeps the write lock away
+    reader = {**exit_, "fault.step[vcpu1]": state(MODEL, {"fault.step[vcpu1]": "LOCKED"})["fault.step[vcpu1]"]}
+    assert step(C, reader, "tdx_check_accept_level_split(vcpu=0, gfn=1)") is None
+    split = step(C, exit_, "tdx_check_accept_level_split(vcpu=0, gfn=1)")
+    assert split is not None
+    assert labels(MODEL, split, "fault.step[vcpu0]", "sept_zap.step", "sept_zap.op", "mirror_spte_2m[g0]",
+                  "mirror_spte_4k[g1]", "hugepage_guest_inhibit[g0]") == (
+        "SPLIT", "BLOCK", "DEMOTE", "NONLEAF", "LEAF", "false")
+    assert step(C, exit_, "tdx_check_accept_level(vcpu=0, gfn=1)") is None  # there is a leaf to split
+    done = step(C, {**split, "sept_zap.step": state(MODEL, {"sept_zap.step": "DONE"})["sept_zap.step"]},
+                "split_done(vcpu=0, gfn=1)")
+    assert done is not None
+    assert labels(MODEL, done, "hugepage_guest_inhibit[g0]", "fault.step[vcpu0]", "sept_zap.step") == (
+        "true", "SEQ_SNAPSHOT", "IDLE")
+
+
+def test_accept_at_4k_with_guest_inhibit_set_faults_without_the_lock() -> None:
+    st = state(MODEL, {"td.vcpu_mode[vcpu0]": "IN_GUEST_CURRENT", "hugepage_guest_inhibit[g0]": True})
+    exit_ = step(C, st, "tdx_handle_ept_violation_accept_4k(vcpu=0, gfn=1)")
+    assert exit_ is not None and labels(MODEL, exit_, "fault.step[vcpu0]") == ("SEQ_SNAPSHOT",)
+
+
+def test_accept_at_4k_without_a_huge_leaf_only_sets_guest_inhibit() -> None:
+    st = state(MODEL, {"fault.step[vcpu0]": "ACCEPT_LEVEL", "fault.gfn[vcpu0]": 1, "fault.is_private[vcpu0]": True})
+    after = step(C, st, "tdx_check_accept_level(vcpu=0, gfn=1)")
+    assert after is not None
+    assert labels(MODEL, after, "hugepage_guest_inhibit[g0]", "fault.step[vcpu0]") == ("true", "SEQ_SNAPSHOT")
+
+
+def test_accept_at_2m_over_a_4k_table_falls_back_to_4k() -> None:
+    st = state(MODEL, {**TABLE, "td.vcpu_mode[vcpu0]": "IN_GUEST_CURRENT", "td.accepting_2m[vcpu0]": 1})
+    assert step(C, st, "tdg_mem_page_accept_2m(vcpu=0, region=0)") is None
+    assert step(C, st, "tdg_mem_page_accept(vcpu=0, gfn=0)") is None  # busy re-executing the 2M ACCEPT
+    back = step(C, st, "tdg_mem_page_accept_2m_mismatch(vcpu=0, region=0)")
+    assert back is not None and labels(MODEL, back, "td.accepting_2m[vcpu0]") == ("none",)
+    assert step(C, back, "tdg_mem_page_accept(vcpu=0, gfn=0)") is not None
+
+
+def test_accept_at_2m_of_a_2m_leaf_accepts_every_page() -> None:
+    st = state(MODEL, {**HUGE, "td.vcpu_mode[vcpu1]": "IN_GUEST_CURRENT", "td.accepting_2m[vcpu1]": 1})
+    after = step(C, st, "tdg_mem_page_accept_2m(vcpu=1, region=0)")
+    assert after is not None
+    assert labels(MODEL, after, "sept_2m[g0]", "td.accepted[g0]", "td.accepted[g1]", "td.accepting_2m[vcpu1]") == (
+        "MAPPED", "true", "true", "none")
+
+
+def test_without_the_write_lock_a_4k_goal_splits_under_the_read_lock() -> None:
+    walk = {**HUGE, "fault.step[vcpu1]": "MAP", "fault.is_private[vcpu1]": True}
+    assert step(C, state(MODEL, walk), "split_refused(vcpu=1, gfn=0)") is not None  # -EOPNOTSUPP
+    st = state(SHARED_SPLIT, walk)
+    after = step(C_SHARED, st, "tdp_mmu_split_huge_page_shared(vcpu=1, gfn=0)")
+    assert after is not None
+    assert labels(SHARED_SPLIT, after, "mirror_spte_2m[g0]", "fault.step[vcpu1]", "sept_zap.op") == (
+        "FROZEN", "SPLIT_SHARED", "DEMOTE")
+    # a BUSY TRACK cannot be retried under the read lock: the entry must be unblocked
+    tracking = {**after, "sept_2m[g0]": state(SHARED_SPLIT, {"sept_2m[g0]": "PENDING_BLOCKED"})["sept_2m[g0]"],
+                "sept_zap.step": state(SHARED_SPLIT, {"sept_zap.step": "TRACK"})["sept_zap.step"],
+                "td.vcpu_mode[vcpu0]": state(SHARED_SPLIT, {"td.vcpu_mode[vcpu0]": "IN_GUEST_CURRENT"})[
+                    "td.vcpu_mode[vcpu0]"]}
+    busy = step(C_SHARED, tracking, "tdh_mem_track_busy()")
+    assert busy is not None and labels(SHARED_SPLIT, busy, "sept_zap.step", "kvm_tdx->wait_for_sept_zap") == (
+        "UNBLOCK", "false")
+
+
+# -- TDH.MEM.PAGE.DEMOTE ------------------------------------------------------------------
+
+@pytest.mark.parametrize(("entry", "age", "ok", "child"), [
+    ("BLOCKED", "OLDER", True, "MAPPED"),
+    ("PENDING_BLOCKED", "OLDER", True, "PENDING"),
+    ("BLOCKED", "CURRENT", False, None),  # TDX_TLB_TRACKING_NOT_DONE
+    ("MAPPED", "OLDER", False, None),  # TDX_GPA_RANGE_NOT_BLOCKED
+])
+def test_demote_needs_a_blocked_tracked_2m_leaf(entry: str, age: str, ok: bool, child: str | None) -> None:
+    st = machine("DEMOTE", "DEMOTE", **{"mirror_spte_2m[g0]": "NONLEAF", "sept_2m[g0]": entry,
+                                        "sept_bepoch_2m[g0]": age})
+    good = step(C, st, "tdh_mem_page_demote(region=0)")
+    bad = step(C, st, "tdh_mem_page_demote_error(region=0)")
+    assert (good is not None) is ok and (bad is not None) is (not ok)
+    if ok:
+        assert good is not None
+        assert labels(MODEL, good, "sept_2m[g0]", "sept_4k[g0]", "sept_4k[g1]", "sept_zap.step") == (
+            "NONLEAF", child, child, "DONE")
+    else:
+        assert bad is not None and labels(MODEL, bad, "kvm->vm_bugged", "sept_zap.step") == ("true", "FAILED")
+
+
+# -- TDH.MEM.PAGE.PROMOTE -----------------------------------------------------------------
+
+@pytest.mark.parametrize(("children", "age", "outcome"), [
+    (("PENDING", "PENDING"), "OLDER", "promoted PENDING"),
+    (("MAPPED", "MAPPED"), "OLDER", "promoted MAPPED"),
+    (("PENDING", "MAPPED"), "OLDER", "invalid"),  # mixed accept states
+    (("PENDING", "FREE"), "OLDER", "invalid"),  # a child missing
+    (("PENDING", "PENDING"), "CURRENT", "error"),  # TDX_TLB_TRACKING_NOT_DONE
+])
+def test_promote_preconditions(children: tuple[str, str], age: str, outcome: str) -> None:
+    st = machine("PROMOTE", "PROMOTE", **{**TABLE, "sept_2m[g0]": "NONLEAF_BLOCKED", "sept_bepoch_2m[g0]": age,
+                                          "sept_4k[g0]": children[0], "sept_4k[g1]": children[1]})
+    good = step(C, st, "tdh_mem_page_promote(region=0)")
+    invalid = step(C, st, "tdh_mem_page_promote_invalid(region=0)")
+    error = step(C, st, "tdh_mem_page_promote_error(region=0)")
+    enabled = [name for name, s in (("promoted", good), ("invalid", invalid), ("error", error)) if s is not None]
+    assert enabled == [outcome.split()[0]]
+    if good is not None:
+        assert labels(MODEL, good, "sept_2m[g0]", "mirror_spte_2m[g0]", "mirror_spte_4k[g0]", "sept_4k[g0]",
+                      "sept_zap.step") == (outcome.split()[1], "LEAF", "NONPRESENT", "FREE", "DONE")
+    if invalid is not None:  # expected by KVM: unblock and keep the table, no KVM_BUG_ON
+        assert labels(MODEL, invalid, "sept_zap.step", "kvm->vm_bugged") == ("UNBLOCK", "false")
+        back = step(C, invalid, "tdh_mem_range_unblock(region=0)")
+        assert back is not None and labels(MODEL, back, "sept_2m[g0]", "sept_zap.step") == ("NONLEAF", "FAILED")
+    if error is not None:
+        assert labels(MODEL, error, "kvm->vm_bugged") == ("true",)
+
+
+def test_a_2m_goal_over_a_partial_table_steps_down_and_a_full_one_merges() -> None:
+    walk = {**TABLE, "fault.step[vcpu0]": "MAP", "fault.is_private[vcpu0]": True,
+            "fault.goal_level[vcpu0]": "PG_LEVEL_2M"}
+    partial = state(MODEL, {**walk, "mirror_spte_4k[g1]": "NONPRESENT", "sept_4k[g1]": "FREE"})
+    down = step(C, partial, "disallowed_hugepage_adjust(vcpu=0, gfn=0)")
+    assert down is not None and labels(MODEL, down, "fault.goal_level[vcpu0]") == ("PG_LEVEL_4K",)
+    assert step(C, partial, "tdp_mmu_merge_private_spt(vcpu=0, gfn=0)") is None
+    full = state(MODEL, walk)
+    assert step(C, full, "disallowed_hugepage_adjust(vcpu=0, gfn=0)") is None
+    merge = step(C, full, "tdp_mmu_merge_private_spt(vcpu=0, gfn=0)")
+    assert merge is not None and labels(MODEL, merge, "fault.step[vcpu0]") == ("MERGE_WAIT",)
+    locked = step(C, merge, "tdp_mmu_merge_private_spt_locked(vcpu=0, gfn=0)")
+    assert locked is not None and labels(MODEL, locked, "sept_zap.step", "sept_zap.op") == ("BLOCK", "PROMOTE")
+    # without the guard, the generic path writes a huge leaf over the table
+    bug = step(C_NO_ADJUST, state(NO_ADJUST, {**walk, "mirror_spte_4k[g1]": "NONPRESENT", "sept_4k[g1]": "FREE"}),
+               "disallowed_hugepage_adjust(vcpu=0, gfn=0)")
+    assert bug is not None and labels(NO_ADJUST, bug, "kvm->vm_bugged") == ("true",)
+
+
+# -- the split before a partial conversion ------------------------------------------------
+
+def test_partial_conversion_splits_the_crossing_huge_leaf_before_zapping() -> None:
+    opts = {**OPTIONS, "attributes": {"initial_attributes": "private", "max_conversions": 1,
+                                      "conversions": [{"start": 1, "end": 2, "attributes": "shared"}]}}
+    for guards_off, first in (((), ("DEMOTE", "NONLEAF", "LEAF")),
+                              (("split-cross-boundary",), ("REMOVE_2M", "NONPRESENT", "NONPRESENT"))):
+        m = build(["tdx_huge"], Sizes(2, 1, 2), opts, guards_off=guards_off)
+        c = compile_model(m)
+        after = step(c, state(m, HUGE), "kvm_pre_set_memory_attributes(conversion=Conversion(start=1, end=2, "
+                     "attributes='SHARED'))")
+        assert after is not None
+        assert labels(m, after, "sept_zap.op", "mirror_spte_2m[g0]", "mirror_spte_4k[g0]") == first
+
+
+# -- invariants -----------------------------------------------------------------------
+
+def holds(name: str, changes: dict[str, object]) -> bool:
+    return check(MODEL, name, state(MODEL, changes))
+
+
+def test_external_mirrors_mirror_at_both_levels() -> None:
+    assert holds("external_mirrors_mirror", HUGE)
+    assert holds("external_mirrors_mirror", TABLE)
+    # a 4K mirror table over a 2M S-EPT leaf, and the reverse
+    table_over_leaf = {**HUGE, "mirror_spte_2m[g0]": "NONLEAF", "mirror_spte_4k[g0]": "LEAF"}
+    assert not holds("external_mirrors_mirror", table_over_leaf)
+    assert not holds("external_mirrors_mirror", {**TABLE, "mirror_spte_2m[g0]": "LEAF", "mirror_spte_4k[g0]":
+                                                 "NONPRESENT", "mirror_spte_4k[g1]": "NONPRESENT"})
+    # inside the window of a split it is by design
+    window = {**table_over_leaf, "fault.step[vcpu0]": "SPLIT", "sept_zap.step": "TRACK", "sept_zap.op": "DEMOTE"}
+    assert holds("external_mirrors_mirror", window)
+    assert not holds("external_mirrors_mirror", {**table_over_leaf, "sept_2m[g0]": "PENDING_BLOCKED"})
+
+
+def test_no_orphan_external_for_2m_leaves() -> None:
+    assert holds("no_orphan_external", HUGE)
+    assert not holds("no_orphan_external", {**HUGE, "mirror_spte_2m[g0]": "NONPRESENT"})
+    assert not holds("no_orphan_external", {**HUGE, "mirror_spte_2m[g0]": "NONLEAF"})
+
+
+def test_no_mixed_huge_page_covers_the_sept() -> None:
+    shared = {"mem_attr_array[g1]": "SHARED", "hugepage_mixed[g0]": True}
+    assert not holds("no_mixed_huge_page", {**shared, "sept_2m[g0]": "BLOCKED"})
+    assert holds("no_mixed_huge_page", {**shared, "sept_2m[g0]": "NONLEAF"})
+
+
+def test_no_lost_accepted_data_through_a_2m_leaf_and_a_blocked_table() -> None:
+    accepted = {"td.accepted[g0]": True}
+    assert holds("no_lost_accepted_data", {**accepted, "sept_2m[g0]": "MAPPED"})
+    assert holds("no_lost_accepted_data", {**accepted, "sept_2m[g0]": "BLOCKED"})
+    assert holds("no_lost_accepted_data", {**accepted, "sept_2m[g0]": "NONLEAF_BLOCKED", "sept_4k[g0]": "MAPPED"})
+    assert not holds("no_lost_accepted_data", {**accepted, "sept_2m[g0]": "FREE"})
+    assert not holds("no_lost_accepted_data", {**accepted, "sept_2m[g0]": "PENDING"})
+
+
+def test_huge_page_witnesses() -> None:
+    assert holds("huge_leaf_accepted_at_2m", {**HUGE, "sept_2m[g0]": "MAPPED", "td.accepted[g0]": True,
+                                              "td.accepted[g1]": True})
+    assert not holds("huge_leaf_accepted_at_2m", {**HUGE, "td.accepted[g0]": True, "td.accepted[g1]": True})
+    demoting = machine("DEMOTE", "DEMOTE", **{"sept_2m[g0]": "BLOCKED", "sept_bepoch_2m[g0]": "OLDER"})
+    assert check(MODEL, "demotion_for_4k_accept", demoting)
+    assert not check(MODEL, "demotion_for_4k_accept", {**demoting, "sept_bepoch_2m[g0]": 0})
+    assert check(MODEL, "promotion_succeeded", machine("DONE", "PROMOTE"))
+    assert not check(MODEL, "promotion_succeeded", machine("FAILED", "PROMOTE"))
+
+
+def test_no_huge_page_invariant_is_decided_by_the_domains_alone() -> None:
+    # (with no conversion allowed, the attributes' witnesses are out of reach by design)
+    bounds = [i.bind(MODEL) for i in applicable(CATALOGUE, MODEL) if "tdx" in i.requires or "tdx_huge" in i.requires]
+    assert {"huge_leaf_accepted_at_2m", "demotion_for_4k_accept", "promotion_succeeded"} <= {b.name for b in bounds}
+    assert vacuous(MODEL, bounds) == []
