@@ -13,7 +13,7 @@ the ratio line compares the two.
 
     python benchmarks/run.py            # all scenarios
     python benchmarks/run.py --quick    # the shipped default only
-    python benchmarks/run.py --only tdx-1x2 --only tdx-1x3
+    python benchmarks/run.py --only tdx-1x2 --only tdx-1x3 --only tdx-huge-1x2
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ SCENARIOS: dict[str, dict[str, dict[str, object]]] = {
     "tdx-1x3": {"base": {"spec": "specs/tdx-default.toml"}, "sizes": {"pages_per_huge": 3},
                 "attributes": {"conversions": [{"start": 1, "end": 2, "attributes": "shared"}]},
                 "tdx": {"punch_holes": [{"start": 2, "end": 3}]}},
+    # tdx-hugepage-default shrunk to 2 pages per region
+    "tdx-huge-1x2": {"base": {"spec": "specs/tdx-hugepage-default.toml"}, "sizes": {"pages_per_huge": 2}},
 }
 REFERENCE_LIMIT = 120.0  # seconds the reference engine may take per scenario
 

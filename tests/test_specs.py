@@ -24,8 +24,9 @@ def test_every_spec_pins_its_expected_result_and_distinct_count() -> None:
         assert spec.description.strip(), f"{path.name} has no description"
 
 
-# exhaustive runs of minutes: part of the full suite (and of CI), left out by `-m "not slow"`
-SLOW = {"tdx-default", "tdx-hugepage-default"}
+# exhaustive runs of minutes: tdx-hugepage-default is part of the suite (and of CI), run
+# first on a worker of its own; tdx-default only on request (`pytest -n 0 -m slow`)
+EXHAUSTIVE = {"tdx-default": pytest.mark.slow, "tdx-hugepage-default": pytest.mark.exhaustive}
 
 
 def test_every_guard_has_a_spec_that_shows_what_breaks_without_it() -> None:
@@ -37,7 +38,8 @@ def test_every_guard_has_a_spec_that_shows_what_breaks_without_it() -> None:
 
 
 @pytest.mark.parametrize("path", [
-    pytest.param(p, marks=pytest.mark.slow) if p.stem in SLOW else p for p in SPECS
+    pytest.param(p, marks=[pytest.mark.exhaustive, EXHAUSTIVE[p.stem]]) if p.stem in EXHAUSTIVE else p
+    for p in SPECS
 ], ids=lambda p: p.stem)
 def test_spec_meets_its_expectation(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = load(path)
