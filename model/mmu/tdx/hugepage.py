@@ -35,6 +35,7 @@ from .component import TdxComponent
 from .mirror_fault import OWNS_TOP
 from .sept import MODULE
 from .sept_2m import Sept2mOps
+from .teardown import SEPT_OP
 
 UNDER_READ_LOCK = ("AUGED_TOP", "SPLIT_SHARED")
 ELSEWHERE = ("ACCEPT_LEVEL", "SPLIT", "MERGE_WAIT", "MERGE")
@@ -131,7 +132,8 @@ class HugeMirror:
 
     def _release(self) -> dict[Field, object]:
         """The vCPU has picked up the machine's result: the machine is free again."""
-        return {self.z.step: self.z.steps.IDLE, self.z.gfn: 0, self.z.op: self.z.op.domain.code("REMOVE_4K")}  # type: ignore[union-attr]
+        assert self.z.op is not None
+        return {self.z.step: self.z.steps.IDLE, self.z.gfn: 0, self.z.op: SEPT_OP.REMOVE_4K}
 
     def define(self, b: ModelBuilder) -> None:
         for v in range(self.sizes.vcpus):

@@ -271,11 +271,13 @@ class SeptTeardown:
         epoch lock); tdx_track() calls tdx_no_vcpus_enter_start() and retries once. A vCPU
         splitting under the read lock cannot: it unblocks the entry instead."""
         busy, effect = self._busy()
+        text = "TDH.MEM.TRACK -> TDX_OPERAND_BUSY; tdx_no_vcpus_enter_start()"
         if self.huge:
             effect = {f: z3.If(self.shared_holder, f.var, v) for f, v in effect.items()}  # type: ignore[misc]
             effect[self.step] = z3.If(self.shared_holder, self.steps.UNBLOCK, self.step.var)
             busy = z3.Or(busy, z3.And(self.shared_holder, self.sept.td.any_in_guest()))
-        return Step("TDH.MEM.TRACK -> TDX_OPERAND_BUSY", z3.And(self._at("TRACK"), busy), effect)
+            text = "TDH.MEM.TRACK -> TDX_OPERAND_BUSY"  # retried, or undone under the read lock
+        return Step(text, z3.And(self._at("TRACK"), busy), effect)
 
     @kernel("kvm_make_all_cpus_request")
     def kvm_make_all_cpus_request(self) -> Step:
