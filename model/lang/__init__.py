@@ -4,7 +4,7 @@ terms, named guards (knobs) and the builder that checks a model when it is built
 Nothing here knows about KVM.
 """
 
-from .actions import Action, Step, kernel, models
+from .actions import Action, Step, choose, kernel, models
 from .builder import Fact, GuardInfo, Model, ModelBuilder, UnknownName
 from .component import Component, compose, order
 from .domains import BOOL, BoolDomain, Domain, EnumDomain, IntDomain
@@ -36,6 +36,7 @@ __all__ = [
     "SolverUnknown",
     "Step",
     "UnknownName",
+    "choose",
     "compose",
     "evaluate",
     "free_constants",

@@ -64,3 +64,12 @@ class Action:
         """A unique, stable name for this instance: `name(p=v, ...)`."""
         args = ", ".join(f"{k}={v}" for k, v in self.params)
         return f"{self.name}({args})"
+
+
+def choose(cond: z3.BoolRef, then: Mapping[Field, object], otherwise: Mapping[Field, object]) -> dict[Field, object]:
+    """One effect that is `then` where `cond` holds and `otherwise` elsewhere; a field only
+    one side writes keeps its value on the other. Fields stay in first-written order."""
+    out: dict[Field, object] = {}
+    for f in [*then, *(g for g in otherwise if g not in then)]:
+        out[f] = z3.If(cond, then.get(f, f.var), otherwise.get(f, f.var))  # type: ignore[arg-type]
+    return out

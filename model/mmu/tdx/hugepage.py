@@ -25,7 +25,7 @@ from typing import Any
 
 import z3
 
-from model.lang import BOOL, Component, Family, Field, IntDomain, ModelBuilder, Step, kernel, resolve
+from model.lang import BOOL, Component, Family, Field, IntDomain, ModelBuilder, Step, choose, kernel, resolve
 
 from ..fault import vcpu_actor
 from ..guest import GuestComponent, Td
@@ -307,9 +307,7 @@ class HugeMirror:
                         {**begin, self.accept_4k[vcpu]: True})
         wait = {**leave, **self._goto(vcpu, "ACCEPT_LEVEL"), self.fault.gfn[vcpu]: gfn,
                 self.fault.is_private[vcpu]: True}
-        inhibited = self.inhibit[r].var
-        effect = {f: z3.If(inhibited, begin.get(f, f.var), wait.get(f, f.var))  # type: ignore[arg-type]
-                  for f in set(begin) | set(wait)}
+        effect = choose(self.inhibit[r].var, begin, wait)
         return Step(label, self._accept_4k_faults(vcpu, gfn), effect)
 
     @kernel("tdx_check_accept_level")
@@ -344,8 +342,7 @@ class HugeMirror:
         at = self._at(vcpu, "SPLIT", gfn)
         ok = {**self._release(), self.inhibit[r]: True, **self.fault.begin(vcpu, gfn, True)}
         failed = {**self._release(), **self.fault.done(vcpu)}
-        effect = {f: z3.If(self._machine("DONE"), ok.get(f, f.var), failed.get(f, f.var))  # type: ignore[arg-type]
-                  for f in set(ok) | set(failed)}
+        effect = choose(self._machine("DONE"), ok, failed)
         return Step(f"tdx_check_accept_level(g{gfn}): hugepage_set_guest_inhibit({label}); write_unlock",
                     z3.And(at, z3.Or(self._machine("DONE"), self._machine("FAILED"))), effect)
 
@@ -381,8 +378,7 @@ class HugeMirror:
         at = self._at(vcpu, "SPLIT_SHARED", gfn)
         ok = {**self._release(), **self._split_mirror(r), **self._goto(vcpu, "MAP")}
         failed = {**self._release(), topf: SPTE_2M.LEAF, **self.fault.done(vcpu)}
-        effect = {f: z3.If(self._machine("DONE"), ok.get(f, f.var), failed.get(f, f.var))  # type: ignore[arg-type]
-                  for f in set(ok) | set(failed)}
+        effect = choose(self._machine("DONE"), ok, failed)
         return Step(f"__kvm_tdp_mmu_write_spte({label}): 4K table, or old huge leaf and RET_PF_RETRY",
                     z3.And(at, z3.Or(self._machine("DONE"), self._machine("FAILED"))), effect)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import z3
 
-from model.lang import Field, ModelBuilder, Step, kernel
+from model.lang import Field, ModelBuilder, Step, choose, kernel
 
 from ..values import BLOCK_AGE, SEPT_2M, SEPT_4K, SPTE_2M, SPTE_4K
 from .sept import MODULE
@@ -74,9 +74,7 @@ class Sept2mOps:
         a vCPU splitting under the read lock takes `then_shared` instead."""
         busy, retry = self.z._busy()
         shared = self.z.shared_holder
-        effect: dict[Field, object] = {}
-        for f in set(retry) | set(then_shared):
-            effect[f] = z3.If(shared, then_shared.get(f, f.var), retry.get(f, f.var))  # type: ignore[arg-type]
+        effect = choose(shared, then_shared, retry)
         guard = z3.Or(z3.And(z3.Not(shared), busy), z3.And(shared, self.sept.td.any_in_guest()))
         return guard, effect
 
@@ -85,11 +83,7 @@ class Sept2mOps:
         merge fails."""
         after = self.z._then("NEXT", self._base(region) + self.sizes.pages_per_huge)
         failed = self.z._finish(False)
-        removing = self.op.var == SEPT_OP.REMOVE_2M
-        out: dict[Field, object] = dict(self.sept.bug())
-        for f in set(after) | set(failed):
-            out[f] = z3.If(removing, after.get(f, f.var), failed.get(f, f.var))  # type: ignore[arg-type]
-        return out
+        return {**self.sept.bug(), **choose(self.op.var == SEPT_OP.REMOVE_2M, after, failed)}
 
     # -- TDH.MEM.RANGE.BLOCK at 2M --------------------------------------------------
 

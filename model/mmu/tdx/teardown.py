@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import z3
 
-from model.lang import EnumDomain, Family, Field, IntDomain, ModelBuilder, Step, kernel
+from model.lang import EnumDomain, Family, Field, IntDomain, ModelBuilder, Step, choose, kernel
 
 from ..set_memory_attributes import ACTOR, AFTER_ZAP, IOCTL_STEP, SetMemoryAttributes
 from ..tdp import Root
@@ -195,13 +195,7 @@ class SeptTeardown:
         found, plan = self._plan(self.ioctl.start.var, self.end.var)
         plan[self.ioctl.step] = z3.If(found, self.ioctl.step.var, self.ioctl.after_zap())
         plan[self.sept.wait_for_sept_zap] = False
-        zapping = self.ioctl.zapping()
-        out: dict[Field, object] = {}
-        for f in set(result) | set(plan):
-            mine = result.get(f, f.var)
-            theirs = plan.get(f, f.var)
-            out[f] = z3.If(zapping, theirs, mine)  # type: ignore[arg-type]
-        return out
+        return choose(self.ioctl.zapping(), plan, result)
 
     def define(self, b: ModelBuilder) -> None:
         for g in range(self.sizes.gfns):
