@@ -69,7 +69,7 @@ class Td:
     def any_in_previous_epoch(self) -> z3.BoolRef:
         return z3.Or(*[self.mode[v].var == VCPU_MODE.IN_GUEST_PREVIOUS for v in range(self.sizes.vcpus)])
 
-    def _leave(self, v: int) -> dict[Field, object]:
+    def leave(self, v: int) -> dict[Field, object]:
         """The vCPU leaves the TD; a TLB from before the last TRACK is flushed."""
         old = self.mode[v].var == VCPU_MODE.IN_GUEST_PREVIOUS
         out: dict[Field, object] = {self.mode[v]: VCPU_MODE.OUTSIDE_GUEST_MODE}
@@ -79,7 +79,7 @@ class Td:
     def kick(self) -> dict[Field, object]:
         out: dict[Field, object] = {}
         for v in range(self.sizes.vcpus):
-            out |= self._leave(v)
+            out |= self.leave(v)
         return out
 
     def track(self) -> dict[Field, object]:
@@ -100,7 +100,7 @@ class Td:
             return self.in_guest(v)
         return z3.And(self.in_guest(v), self.accepting[v].var == 0)
 
-    def _untouched(self, region: int) -> z3.BoolRef:
+    def untouched(self, region: int) -> z3.BoolRef:
         """Nothing of the region is mapped in the S-EPT or accepted by the guest."""
         gfns = self.sizes.region_gfns(region)
         return z3.And(*[z3.And(z3.Not(self.sept.leaf_present(g)), z3.Not(self.accepted[g].var)) for g in gfns])
@@ -165,7 +165,7 @@ class Td:
                 unmapped = z3.And(unmapped, self.accepted[gfn].var)
         else:
             unmapped = z3.Not(self.direct.maps(gfn))
-        effect = {**self._leave(vcpu), **self.fault.begin(vcpu, gfn, private), self.write[vcpu]: write}
+        effect = {**self.leave(vcpu), **self.fault.begin(vcpu, gfn, private), self.write[vcpu]: write}
         access = "write" if write else "read"
         kind = "private" if private else "shared"
         return Step(f"TD exit: EPT violation g{gfn} ({kind} {access}); kvm_mmu_faultin_pfn(): fault->mmu_seq",

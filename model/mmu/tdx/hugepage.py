@@ -170,7 +170,7 @@ class HugeMirror:
         """tdp_mmu_map_handle_target_level() at a 2M goal over a non-present SPTE:
         tdp_mmu_set_spte_atomic() -> set_external_spte_present() freezes it (without guard
         `freeze`, writes the huge leaf at once)."""
-        at, top, _ = self.mf._walk_at(vcpu, gfn, "PG_LEVEL_2M")
+        at, top, _ = self.mf.walk_at(vcpu, gfn, "PG_LEVEL_2M")
         _, topf, label = self._region(gfn)
         new = SPTE_2M.FROZEN if self.mf.freeze else SPTE_2M.LEAF
         what = "try_cmpxchg64(FROZEN_SPTE)" if self.mf.freeze else "write huge leaf (no freeze)"
@@ -221,7 +221,7 @@ class HugeMirror:
     def map_spurious_2m(self, vcpu: int, gfn: int) -> Step:
         """tdp_mmu_map_handle_target_level() at a 2M goal finds the huge leaf present:
         RET_PF_SPURIOUS. (The A/D-bit case of guard `spurious-check` is modelled at 4K only.)"""
-        at, top, _ = self.mf._walk_at(vcpu, gfn, "PG_LEVEL_2M")
+        at, top, _ = self.mf.walk_at(vcpu, gfn, "PG_LEVEL_2M")
         return Step("tdp_mmu_map_handle_target_level(): RET_PF_SPURIOUS; read_unlock",
                     z3.And(at, top == SPTE_2M.LEAF), self.fault.done(vcpu))
 
@@ -234,7 +234,7 @@ class HugeMirror:
         non-present child: goal_level drops to 4K. Without it, the generic path replaces
         the table with a huge leaf: tdp_mmu_set_spte_atomic() -> set_external_spte_present()
         on a present SPTE, KVM_BUG_ON(was_present)."""
-        at, top, _ = self.mf._walk_at(vcpu, gfn, "PG_LEVEL_2M")
+        at, top, _ = self.mf.walk_at(vcpu, gfn, "PG_LEVEL_2M")
         r, _, label = self._region(gfn)
         present = z3.And(at, top == SPTE_2M.NONLEAF)
         if self.adjust_guard:
@@ -248,7 +248,7 @@ class HugeMirror:
         """A 2M goal over a full 4K mirror table: tdp_mmu_merge_private_spt() will promote it.
         The vCPU drops the read lock and takes it for write (Isaku's v6 froze the table
         under the read lock instead; BUSY there could not be retried safely)."""
-        at, top, _ = self.mf._walk_at(vcpu, gfn, "PG_LEVEL_2M")
+        at, top, _ = self.mf.walk_at(vcpu, gfn, "PG_LEVEL_2M")
         r, _, label = self._region(gfn)
         return Step(f"tdp_mmu_merge_private_spt({label}): read_unlock; write_lock",
                     z3.And(at, top == SPTE_2M.NONLEAF, self._full(r)), self._goto(vcpu, "MERGE_WAIT"))
@@ -299,7 +299,7 @@ class HugeMirror:
         needed) and otherwise takes the write lock next; without it (RFC v1) the fault's
         max level is capped at 4K (violation_request_level)."""
         r = self.sizes.region_of(gfn)
-        leave = self.td._leave(vcpu)
+        leave = self.td.leave(vcpu)
         begin = {**leave, **self.fault.begin(vcpu, gfn, True), self.mf.write[vcpu]: False}
         label = f"TD: TDG.MEM.PAGE.ACCEPT(g{gfn}, 4K) -> EPT violation (accept level 4K)"
         if self.accept_4k is not None:
@@ -351,7 +351,7 @@ class HugeMirror:
         """A 4K goal under the read lock meets a huge mirror leaf: tdp_mmu_split_huge_page() ->
         set_external_spte_present() asks TDX to split with mmu_lock held for read, which refuses (WARN_ON_ONCE,
         -EOPNOTSUPP); the old SPTE stays and the fault returns RET_PF_RETRY."""
-        at, top, _ = self.mf._walk_at(vcpu, gfn)
+        at, top, _ = self.mf.walk_at(vcpu, gfn)
         _, _, label = self._region(gfn)
         return Step(f"tdp_mmu_split_huge_page(mirror, {label}) under read_lock: -EOPNOTSUPP; RET_PF_RETRY",
                     z3.And(at, top == SPTE_2M.LEAF), self.fault.done(vcpu))
@@ -362,7 +362,7 @@ class HugeMirror:
         huge mirror leaf with tdp_mmu_split_huge_page() (RFC v1): freeze it, then
         RANGE.BLOCK, TRACK, kick and DEMOTE with the read lock only; a BUSY on the way must
         be undone with RANGE.UNBLOCK."""
-        at, top, _ = self.mf._walk_at(vcpu, gfn)
+        at, top, _ = self.mf.walk_at(vcpu, gfn)
         r, topf, label = self._region(gfn)
         guard = z3.And(at, top == SPTE_2M.LEAF, self._machine())
         effect = {topf: SPTE_2M.FROZEN, **self.z.begin(r, "DEMOTE"), **self._goto(vcpu, "SPLIT_SHARED")}
@@ -423,8 +423,8 @@ class HugeMirror:
         nothing to do below 1G, and the fault maps as large as the region allows; the guest
         re-executes the ACCEPT when it is back in the TD."""
         base = self.sizes.region_bases()[region]
-        guard = z3.And(self._accepts_2m(vcpu, region), self.td._untouched(region))
-        effect = {**self.td._leave(vcpu), **self.fault.begin(vcpu, base, True), self.mf.write[vcpu]: False,
+        guard = z3.And(self._accepts_2m(vcpu, region), self.td.untouched(region))
+        effect = {**self.td.leave(vcpu), **self.fault.begin(vcpu, base, True), self.mf.write[vcpu]: False,
                   self.accepting[vcpu]: region + 1}
         label = self.sizes.region_labels()[region]
         return Step(f"TD: TDG.MEM.PAGE.ACCEPT({label}, 2M) -> EPT violation (accept level 2M); "

@@ -95,7 +95,7 @@ class MirrorFault:
     def _goto(self, v: int, step: str) -> dict[Field, object]:
         return {self.fault.step[v]: self.fault.steps.code(step)}
 
-    def _walk_at(self, v: int, gfn: int, level: str = "PG_LEVEL_4K") -> tuple[z3.BoolRef, z3.ExprRef, z3.ExprRef]:
+    def walk_at(self, v: int, gfn: int, level: str = "PG_LEVEL_4K") -> tuple[z3.BoolRef, z3.ExprRef, z3.ExprRef]:
         """vCPU v walks the mirror for gfn towards fault->goal_level `level`; the SPTEs it sees."""
         at = z3.And(self._at(v, "MAP", gfn), self.fault.goal_level[v].var == LEVEL.code(level))
         return at, self.mirror.top(gfn).var, self.mirror.spte_4k[gfn].var
@@ -131,7 +131,7 @@ class MirrorFault:
         freezes it with try_cmpxchg64(sptep, &old, FROZEN_SPTE). Without guard `freeze`
         the non-leaf value is written at once, before TDH.MEM.SEPT.ADD (the design the
         freeze replaced)."""
-        at, top, _ = self._walk_at(vcpu, gfn)
+        at, top, _ = self.walk_at(vcpu, gfn)
         topf = self.mirror.top(gfn)
         new = SPTE_2M.FROZEN if self.freeze else SPTE_2M.NONLEAF
         what = "try_cmpxchg64(FROZEN_SPTE)" if self.freeze else "write non-leaf (no freeze)"
@@ -194,7 +194,7 @@ class MirrorFault:
     def retry_frozen(self, vcpu: int, gfn: int) -> Step:
         """kvm_tdp_mmu_map(): "If SPTE has been frozen by another thread, just give up
         and retry" - RET_PF_RETRY, and the vCPU faults again later."""
-        _, top, leaf = self._walk_at(vcpu, gfn)
+        _, top, leaf = self.walk_at(vcpu, gfn)
         at = self._at(vcpu, "MAP", gfn)
         at_4k = self.fault.goal_level[vcpu].var == LEVEL.PG_LEVEL_4K
         frozen = z3.Or(top == SPTE_2M.FROZEN, z3.And(at_4k, top == SPTE_2M.NONLEAF, leaf == SPTE_4K.FROZEN))
@@ -208,7 +208,7 @@ class MirrorFault:
         """tdp_mmu_map_handle_target_level() at 4K over a non-present SPTE:
         tdp_mmu_set_spte_atomic() -> set_external_spte_present() freezes it. Without guard
         `freeze` the leaf is written at once, before TDH.MEM.PAGE.AUG."""
-        at, top, leaf = self._walk_at(vcpu, gfn)
+        at, top, leaf = self.walk_at(vcpu, gfn)
         f = self.mirror.spte_4k[gfn]
         effect: dict[Field, object] = self._goto(vcpu, "FROZEN_LEAF")
         if self.freeze:
@@ -278,7 +278,7 @@ class MirrorFault:
                     self._at(vcpu, "RESTORE_LEAF", gfn), effect)
 
     def _present_leaf(self, vcpu: int, gfn: int) -> z3.BoolRef:
-        at, top, leaf = self._walk_at(vcpu, gfn)
+        at, top, leaf = self.walk_at(vcpu, gfn)
         return z3.And(at, top == SPTE_2M.NONLEAF, leaf == SPTE_4K.LEAF)
 
     @kernel("tdp_mmu_map_handle_target_level")

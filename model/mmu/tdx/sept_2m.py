@@ -60,7 +60,7 @@ class Sept2mOps:
         return self.sizes.region_bases()[region]
 
     def _at(self, step: str, region: int, *ops: str) -> z3.BoolRef:
-        return z3.And(self.z._at(step, self._base(region)), self.z._op(*ops))
+        return z3.And(self.z.at(step, self._base(region)), self.z.doing(*ops))
 
     def _label(self, region: int) -> str:
         return f"2M@{self.sizes.region_labels()[region]}"
@@ -72,7 +72,7 @@ class Sept2mOps:
     def _busy(self, then_shared: dict[Field, object]) -> tuple[z3.BoolRef, dict[Field, object]]:
         """TDX_OPERAND_BUSY: a write-lock holder retries once with vCPUs kept out of the TD;
         a vCPU splitting under the read lock takes `then_shared` instead."""
-        busy, retry = self.z._busy()
+        busy, retry = self.z.busy()
         shared = self.z.shared_holder
         effect = choose(shared, then_shared, retry)
         guard = z3.Or(z3.And(z3.Not(shared), busy), z3.And(shared, self.sept.td.any_in_guest()))
@@ -81,8 +81,8 @@ class Sept2mOps:
     def _after_error(self, region: int) -> dict[Field, object]:
         """KVM_BUG_ON() and the operation ends: a zap goes on after the entry, a split or a
         merge fails."""
-        after = self.z._then("NEXT", self._base(region) + self.sizes.pages_per_huge)
-        failed = self.z._finish(False)
+        after = self.z.then("NEXT", self._base(region) + self.sizes.pages_per_huge)
+        failed = self.z.finish(False)
         return {**self.sept.bug(), **choose(self.op.var == SEPT_OP.REMOVE_2M, after, failed)}
 
     # -- TDH.MEM.RANGE.BLOCK at 2M --------------------------------------------------
@@ -111,7 +111,7 @@ class Sept2mOps:
         """tdh_mem_range_block() at 2M returns TDX_OPERAND_BUSY against a vCPU in the TD: retried
         after tdx_no_vcpus_enter_start() under the write lock; a split under the read
         lock gives up (nothing is blocked yet)."""
-        busy, effect = self._busy(self.z._then("FAILED"))
+        busy, effect = self._busy(self.z.then("FAILED"))
         return Step(f"TDH.MEM.RANGE.BLOCK({self._label(region)}) -> TDX_OPERAND_BUSY",
                     z3.And(self._at("BLOCK", region, "REMOVE_2M", "DEMOTE", "PROMOTE"), busy), effect)
 
@@ -137,7 +137,7 @@ class Sept2mOps:
         effect: dict[Field, object] = {
             self.sept.sept_2m[region]: SEPT_2M.FREE,
             self.bepoch_2m[region]: BLOCK_AGE.CURRENT,
-            **self.z._then("NEXT", self._base(region) + p),
+            **self.z.then("NEXT", self._base(region) + p),
         }
         for g in self.sizes.region_gfns(region):
             effect |= {**self.gmem.unpin(g), **self.z.discard(g)}
@@ -147,7 +147,7 @@ class Sept2mOps:
     @kernel("tdh_mem_page_remove")
     def tdh_mem_page_remove_2m_busy(self, region: int) -> Step:
         """tdh_mem_page_remove() at 2M returns TDX_OPERAND_BUSY: retried once with vCPUs kept out."""
-        busy, effect = self.z._busy()
+        busy, effect = self.z.busy()
         return Step(f"TDH.MEM.PAGE.REMOVE({self._label(region)}) -> TDX_OPERAND_BUSY",
                     z3.And(self._at("REMOVE", region, "REMOVE_2M"), busy), effect)
 
@@ -171,7 +171,7 @@ class Sept2mOps:
         effect: dict[Field, object] = {
             self.sept.sept_2m[region]: SEPT_2M.NONLEAF,
             self.bepoch_2m[region]: BLOCK_AGE.CURRENT,
-            **self.z._finish(True),
+            **self.z.finish(True),
         }
         for g in self.sizes.region_gfns(region):
             effect |= {self.sept.sept_4k[g]: child, self.sept.bepoch[g]: BLOCK_AGE.CURRENT}
@@ -213,7 +213,7 @@ class Sept2mOps:
         guard = z3.And(self._at("PROMOTE", region, "PROMOTE"), self._promotable(region),
                        z3.Or(pending, self._children(region, "MAPPED")))
         effect: dict[Field, object] = {  # the holder is a vCPU: _finish() plans no zap here
-            **self.z._finish(True),
+            **self.z.finish(True),
             self.sept.sept_2m[region]: z3.If(pending, SEPT_2M.PENDING, SEPT_2M.MAPPED),
             self.bepoch_2m[region]: BLOCK_AGE.CURRENT,
             self.mirror.spte_2m[region]: SPTE_2M.LEAF,
@@ -231,12 +231,12 @@ class Sept2mOps:
         guard = z3.And(self._at("PROMOTE", region, "PROMOTE"), self._promotable(region),
                        z3.Not(self._children(region, "PENDING")), z3.Not(self._children(region, "MAPPED")))
         return Step(f"TDH.MEM.PAGE.PROMOTE({self._label(region)}) -> TDX_EPT_INVALID_PROMOTE_CONDITIONS",
-                    guard, self.z._then("UNBLOCK"))
+                    guard, self.z.then("UNBLOCK"))
 
     @kernel("tdh_mem_page_promote")
     def tdh_mem_page_promote_busy(self, region: int) -> Step:
         """tdh_mem_page_promote() returns TDX_OPERAND_BUSY: retried once with vCPUs kept out."""
-        busy, effect = self.z._busy()
+        busy, effect = self.z.busy()
         return Step(f"TDH.MEM.PAGE.PROMOTE({self._label(region)}) -> TDX_OPERAND_BUSY",
                     z3.And(self._at("PROMOTE", region, "PROMOTE"), busy), effect)
 
@@ -263,7 +263,7 @@ class Sept2mOps:
         old: z3.ExprRef = SEPT_2M.NONLEAF
         for blocked, child in CHILD_OF.items():
             old = z3.If(s.var == SEPT_2M.code(blocked), SEPT_2M.code(child), old)
-        effect = {s: old, self.bepoch_2m[region]: BLOCK_AGE.CURRENT, **self.z._finish(False)}
+        effect = {s: old, self.bepoch_2m[region]: BLOCK_AGE.CURRENT, **self.z.finish(False)}
         return Step(f"TDH.MEM.RANGE.UNBLOCK({self._label(region)}) -> TDX_SUCCESS",
                     z3.And(self._at("UNBLOCK", region, "DEMOTE", "PROMOTE"), self._unblockable(region)), effect)
 
@@ -271,7 +271,7 @@ class Sept2mOps:
     def tdh_mem_range_unblock_busy(self, region: int) -> Step:
         """tdh_mem_range_unblock() returns TDX_OPERAND_BUSY: retried once under the write lock; a
         split under the read lock gives up and the entry stays blocked."""
-        busy, effect = self._busy(self.z._finish(False))
+        busy, effect = self._busy(self.z.finish(False))
         return Step(f"TDH.MEM.RANGE.UNBLOCK({self._label(region)}) -> TDX_OPERAND_BUSY",
                     z3.And(self._at("UNBLOCK", region, "DEMOTE", "PROMOTE"), busy), effect)
 
@@ -280,7 +280,7 @@ class Sept2mOps:
         """tdh_mem_range_unblock() before the blocking epoch is tracked fails with
         TDX_TLB_TRACKING_NOT_DONE: under the read lock the split gives up and the entry
         stays blocked; under the write lock (where TRACK always ran first) KVM_BUG_ON()."""
-        failed = self.z._finish(False)
+        failed = self.z.finish(False)
         shared = self.z.shared_holder
         effect: dict[Field, object] = dict(failed)
         effect[self.sept.vm_bugged] = z3.Or(self.sept.vm_bugged.var, z3.Not(shared))

@@ -92,11 +92,11 @@ class SeptTeardown:
         """tdp_mmu_iter_set_spte(SHADOW_NONPRESENT_VALUE) of gfn g's mirror leaf."""
         return {self.mirror.spte_4k[g]: SPTE_4K.NONPRESENT, self.dirty[g]: False}
 
-    def _at(self, step: str, gfn: int | None = None) -> z3.BoolRef:
+    def at(self, step: str, gfn: int | None = None) -> z3.BoolRef:
         at = self.step.var == self.steps.code(step)
         return at if gfn is None else z3.And(at, self.gfn.var == gfn)
 
-    def _op(self, *ops: str) -> z3.BoolRef:
+    def doing(self, *ops: str) -> z3.BoolRef:
         if self.op is None:
             return z3.BoolVal("REMOVE_4K" in ops)
         return z3.Or(*[self.op.var == SEPT_OP.code(o) for o in ops])
@@ -174,13 +174,13 @@ class SeptTeardown:
             self.op: SEPT_OP.code(op),
         }
 
-    def _busy(self) -> tuple[z3.BoolRef, dict[Field, object]]:
+    def busy(self) -> tuple[z3.BoolRef, dict[Field, object]]:
         """TDX_OPERAND_BUSY, then tdx_no_vcpus_enter_start(): only while a vCPU is in the
         TD (and so not on the retry, when none can be)."""
         guard = z3.And(self.sept.td.any_in_guest(), z3.Not(self.sept.wait_for_sept_zap.var))
         return guard, {self.sept.wait_for_sept_zap: True, **self.sept.td.kick()}
 
-    def _then(self, step: str, cursor: z3.ArithRef | int | None = None) -> dict[Field, object]:
+    def then(self, step: str, cursor: z3.ArithRef | int | None = None) -> dict[Field, object]:
         """The SEAMCALL is done: tdx_no_vcpus_enter_stop() if it was a retry, and go on
         (at NEXT, the iterator continues from `cursor`)."""
         out: dict[Field, object] = {self.step: self.steps.code(step), self.sept.wait_for_sept_zap: False}
@@ -188,10 +188,10 @@ class SeptTeardown:
             out[self.gfn] = cursor
         return out
 
-    def _finish(self, ok: bool) -> dict[Field, object]:
+    def finish(self, ok: bool) -> dict[Field, object]:
         """A 2M operation ended: the ioctl thread goes on with its zap from the start of its
         range; a vCPU holder picks up DONE or FAILED."""
-        result = self._then("DONE" if ok else "FAILED")
+        result = self.then("DONE" if ok else "FAILED")
         found, plan = self._plan(self.ioctl.start.var, self.end.var)
         plan[self.ioctl.step] = z3.If(found, self.ioctl.step.var, self.ioctl.after_zap())
         plan[self.sept.wait_for_sept_zap] = False
@@ -219,12 +219,12 @@ class SeptTeardown:
         MAPPED leaf, which becomes blocked at the current TD epoch (the hardware no
         longer walks it; TLBs may still hold it)."""
         s = self.sept.sept_4k[gfn].var
-        guard = z3.And(self._at("BLOCK", gfn), self._op("REMOVE_4K"), z3.Or(s == SEPT_4K.PENDING, s == SEPT_4K.MAPPED))
+        guard = z3.And(self.at("BLOCK", gfn), self.doing("REMOVE_4K"), z3.Or(s == SEPT_4K.PENDING, s == SEPT_4K.MAPPED))
         nxt = "TRACK" if self.track_guard else "REMOVE"
         effect = {
             self.sept.sept_4k[gfn]: z3.If(s == SEPT_4K.MAPPED, SEPT_4K.BLOCKED, SEPT_4K.PENDING_BLOCKED),
             self.sept.bepoch[gfn]: BLOCK_AGE.CURRENT,
-            **self._then(nxt),
+            **self.then(nxt),
         }
         return Step(f"TDH.MEM.RANGE.BLOCK(g{gfn}) -> TDX_SUCCESS", guard, effect)
 
@@ -233,9 +233,9 @@ class SeptTeardown:
         """tdh_mem_range_block(): TDH.MEM.RANGE.BLOCK takes the SEPT tree exclusively and returns
         TDX_OPERAND_BUSY against a vCPU in the TD; tdx_sept_zap_private_spte() calls
         tdx_no_vcpus_enter_start() (wait_for_sept_zap, kick) and retries once."""
-        busy, effect = self._busy()
+        busy, effect = self.busy()
         return Step(f"TDH.MEM.RANGE.BLOCK(g{gfn}) -> TDX_OPERAND_BUSY; tdx_no_vcpus_enter_start()",
-                    z3.And(self._at("BLOCK", gfn), self._op("REMOVE_4K"), busy), effect)
+                    z3.And(self.at("BLOCK", gfn), self.doing("REMOVE_4K"), busy), effect)
 
     @kernel("tdh_mem_range_block")
     def tdh_mem_range_block_error(self, gfn: int) -> Step:
@@ -244,9 +244,9 @@ class SeptTeardown:
         TDX_EPT_WALK_FAILED); tdx_sept_zap_private_spte() KVM_BUG_ON()s and the zap goes
         on to the next leaf."""
         s = self.sept.sept_4k[gfn].var
-        guard = z3.And(self._at("BLOCK", gfn), self._op("REMOVE_4K"), s != SEPT_4K.PENDING, s != SEPT_4K.MAPPED)
+        guard = z3.And(self.at("BLOCK", gfn), self.doing("REMOVE_4K"), s != SEPT_4K.PENDING, s != SEPT_4K.MAPPED)
         return Step(f"TDH.MEM.RANGE.BLOCK(g{gfn}) -> TDX_EPT_ENTRY_STATE_INCORRECT; KVM_BUG_ON",
-                    guard, {**self.sept.bug(), **self._then("NEXT", gfn + 1)})
+                    guard, {**self.sept.bug(), **self.then("NEXT", gfn + 1)})
 
     # -- TDH.MEM.TRACK and the kick -------------------------------------------------
 
@@ -255,8 +255,8 @@ class SeptTeardown:
         """tdx_track() -> tdh_mem_track(): TDH.MEM.TRACK advances the TD epoch. The module refuses while a
         vCPU still runs at the previous epoch; vCPUs in the TD now run at an old epoch,
         and a vCPU outside flushes its TLB when it next enters."""
-        guard = z3.And(self._at("TRACK"), z3.Not(self.sept.td.any_in_previous_epoch()))
-        effect = {**self.sept.age_blocked_entries(), **self.sept.td.track(), **self._then("KICK")}
+        guard = z3.And(self.at("TRACK"), z3.Not(self.sept.td.any_in_previous_epoch()))
+        effect = {**self.sept.age_blocked_entries(), **self.sept.td.track(), **self.then("KICK")}
         return Step("TDH.MEM.TRACK -> TDX_SUCCESS", guard, effect)
 
     @kernel("tdh_mem_track")
@@ -264,14 +264,14 @@ class SeptTeardown:
         """tdh_mem_track(): TDH.MEM.TRACK returns TDX_OPERAND_BUSY against a vCPU entering the TD (the
         epoch lock); tdx_track() calls tdx_no_vcpus_enter_start() and retries once. A vCPU
         splitting under the read lock cannot: it unblocks the entry instead."""
-        busy, effect = self._busy()
+        busy, effect = self.busy()
         text = "TDH.MEM.TRACK -> TDX_OPERAND_BUSY; tdx_no_vcpus_enter_start()"
         if self.huge:
             effect = {f: z3.If(self.shared_holder, f.var, v) for f, v in effect.items()}  # type: ignore[misc]
             effect[self.step] = z3.If(self.shared_holder, self.steps.UNBLOCK, self.step.var)
             busy = z3.Or(busy, z3.And(self.shared_holder, self.sept.td.any_in_guest()))
             text = "TDH.MEM.TRACK -> TDX_OPERAND_BUSY"  # retried, or undone under the read lock
-        return Step(text, z3.And(self._at("TRACK"), busy), effect)
+        return Step(text, z3.And(self.at("TRACK"), busy), effect)
 
     @kernel("kvm_make_all_cpus_request")
     def kvm_make_all_cpus_request(self) -> Step:
@@ -281,7 +281,7 @@ class SeptTeardown:
         if self.op is not None:
             for op, step in AFTER_KICK.items():
                 nxt = z3.If(self.op.var == SEPT_OP.code(op), self.steps.code(step), nxt)
-        return Step("kvm_make_all_cpus_request(KVM_REQ_OUTSIDE_GUEST_MODE)", self._at("KICK"),
+        return Step("kvm_make_all_cpus_request(KVM_REQ_OUTSIDE_GUEST_MODE)", self.at("KICK"),
                     {**self.sept.td.kick(), self.step: nxt})
 
     # -- TDH.MEM.PAGE.REMOVE --------------------------------------------------------
@@ -301,12 +301,12 @@ class SeptTeardown:
         """tdx_sept_drop_private_spte() -> tdh_mem_page_remove(): TDH.MEM.PAGE.REMOVE succeeds on a blocked leaf
         whose blocking epoch is tracked (is_tlb_tracked()); then TDH.PHYMEM.PAGE.WBINVD,
         tdx_clear_page() and tdx_unpin() - the page's contents are gone."""
-        guard = z3.And(self._at("REMOVE", gfn), self._op("REMOVE_4K"), self.sept.blocked(gfn), self.sept.tracked(gfn))
+        guard = z3.And(self.at("REMOVE", gfn), self.doing("REMOVE_4K"), self.sept.blocked(gfn), self.sept.tracked(gfn))
         effect: dict[Field, object] = {
             self.sept.sept_4k[gfn]: SEPT_4K.FREE,
             self.sept.bepoch[gfn]: BLOCK_AGE.CURRENT,
             **self.gmem.unpin(gfn),
-            **self._then("NEXT", gfn + 1),
+            **self.then("NEXT", gfn + 1),
             **self.discard(gfn),
         }
         return Step(f"TDH.MEM.PAGE.REMOVE(g{gfn}) -> TDX_SUCCESS; tdx_unpin()", guard, effect)
@@ -315,9 +315,9 @@ class SeptTeardown:
     def tdh_mem_page_remove_busy(self, gfn: int) -> Step:
         """tdh_mem_page_remove(): TDH.MEM.PAGE.REMOVE returns TDX_OPERAND_BUSY against a vCPU in the TD;
         tdx_sept_drop_private_spte() calls tdx_no_vcpus_enter_start() and retries once."""
-        busy, effect = self._busy()
+        busy, effect = self.busy()
         return Step(f"TDH.MEM.PAGE.REMOVE(g{gfn}) -> TDX_OPERAND_BUSY; tdx_no_vcpus_enter_start()",
-                    z3.And(self._at("REMOVE", gfn), self._op("REMOVE_4K"), busy), effect)
+                    z3.And(self.at("REMOVE", gfn), self.doing("REMOVE_4K"), busy), effect)
 
     @kernel("tdh_mem_page_remove")
     def tdh_mem_page_remove_error(self, gfn: int) -> Step:
@@ -326,8 +326,8 @@ class SeptTeardown:
         tdx_sept_drop_private_spte() KVM_BUG_ON()s and the page stays pinned (leaked)."""
         bad = z3.Or(z3.Not(self.sept.blocked(gfn)), z3.Not(self.sept.tracked(gfn)))
         return Step(f"TDH.MEM.PAGE.REMOVE(g{gfn}) -> TDX_TLB_TRACKING_NOT_DONE; KVM_BUG_ON",
-                    z3.And(self._at("REMOVE", gfn), self._op("REMOVE_4K"), bad),
-                    {**self.sept.bug(), **self._then("NEXT", gfn + 1)})
+                    z3.And(self.at("REMOVE", gfn), self.doing("REMOVE_4K"), bad),
+                    {**self.sept.bug(), **self.then("NEXT", gfn + 1)})
 
     # -- the next leaf --------------------------------------------------------------
 
@@ -338,7 +338,7 @@ class SeptTeardown:
         ioctl thread flushes and drops mmu_lock and goes on with its operation."""
         found, effect = self._plan(self.gfn.var, self.end.var)
         effect[self.ioctl.step] = z3.If(found, self.ioctl.step.var, self.ioctl.after_zap())
-        return Step("tdp_mmu_zap_leafs(): next leaf, or write_unlock(&kvm->mmu_lock)", self._at("NEXT"), effect)
+        return Step("tdp_mmu_zap_leafs(): next leaf, or write_unlock(&kvm->mmu_lock)", self.at("NEXT"), effect)
 
 
 def _lt(a: z3.ArithRef | int, b: z3.ArithRef | int) -> z3.BoolRef:
