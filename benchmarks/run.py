@@ -47,6 +47,8 @@ SCENARIOS: dict[str, dict[str, dict[str, object]]] = {
                 "tdx": {"punch_holes": [{"start": 2, "end": 3}]}},
     # tdx-hugepage-default shrunk to 2 pages per region
     "tdx-huge-1x2": {"base": {"spec": "specs/tdx-hugepage-default.toml"}, "sizes": {"pages_per_huge": 2}},
+    # a VMX VM and a TD side by side; the explicit line includes the no-progress check
+    "mmio-two-vms": {"base": {"spec": "specs/mmio-two-vms-default.toml"}},
 }
 REFERENCE_LIMIT = 120.0  # seconds the reference engine may take per scenario
 
@@ -77,9 +79,14 @@ def child(engine: str, name: str) -> None:
         t1 = time.perf_counter()
         compiled = compile_model(model)
         compiled_s = time.perf_counter() - t1
+        from checker.progress import find_lassos
+
         r = ExplicitSearch(compiled, bounds, Budget()).run()
+        t2 = time.perf_counter()
+        lassos = find_lassos(compiled, r, bounds) if r.complete else []
         out = dict(distinct=r.distinct, generated=r.generated, depth=r.depth, complete=r.complete,
-                   seconds=r.seconds, build=built, compile=compiled_s)
+                   seconds=r.seconds, build=built, compile=compiled_s, progress=time.perf_counter() - t2,
+                   cycles=len(lassos))
     else:
         from checker.scalar import textbook_bfs
 
@@ -101,7 +108,8 @@ def line(engine: str, name: str, m: dict[str, float]) -> str:
     return (f"engine={engine} scenario={name} distinct={m['distinct']} generated={m['generated']} "
             f"depth={m['depth']} complete={'yes' if m['complete'] else 'no'} seconds={m['seconds']:.2f} "
             f"states_per_s={rate:.0f} bytes_per_state={m['peak_rss'] / m['distinct']:.0f} "
-            f"peak_rss_mib={m['peak_rss'] / 2**20:.0f} build_s={m['build']:.2f} compile_s={m['compile']:.2f}")
+            f"peak_rss_mib={m['peak_rss'] / 2**20:.0f} build_s={m['build']:.2f} compile_s={m['compile']:.2f}"
+            + (f" progress_s={m['progress']:.2f} cycles={m['cycles']}" if "progress" in m else ""))
 
 
 def main() -> None:

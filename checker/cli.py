@@ -22,9 +22,10 @@ from model.lang import Model, ModelError, SolverUnknown
 from . import export, report
 from .compile import CompileError, compile_model
 from .explicit import Budget, ExplicitSearch, SearchResult
+from .progress import Lasso, find_lassos
 from .sanity import vacuous
 from .spec import Spec, SpecError, load, parse
-from .trace import rebuild
+from .trace import rebuild, rebuild_lasso
 
 OK, VIOLATION, USAGE, BUDGET, UNKNOWN = 0, 1, 2, 3, 4
 DEFAULT_SPEC = "attributes-default"
@@ -90,6 +91,8 @@ class Run:
     compiled: object
     context: report.Context
     expectations_apply: bool
+    lassos: list[Lasso]
+    progress_checked: bool
 
 
 def check_command(argv: list[str]) -> int:
@@ -121,9 +124,14 @@ def check_command(argv: list[str]) -> int:
     with _Progress() as progress:
         search = ExplicitSearch(compiled, bounds, budget, args.check_deadlock or spec.check_deadlock, progress)
         result = search.run()
+    t3 = time.perf_counter()
+    progress_bounds = [b for b in bounds if b.kind is Kind.PROGRESS]
+    checked = bool(progress_bounds) and result.complete
+    lassos = find_lassos(compiled, result, progress_bounds) if checked else []
+    t4 = time.perf_counter()
     context = report.Context(spec.source, _reproduce(args))
     applies = spec.expect is not None and not args.ignore_expected and not args.guard and not args.invariant
-    run = Run(spec, model, bounds, result, compiled, context, applies)
+    run = Run(spec, model, bounds, result, compiled, context, applies, lassos, checked)
 
     print(f"spec: {spec.name} (components: {', '.join(model.parts)}; "
           f"guards off: {', '.join(model.guards_off()) or 'none'})")
@@ -138,8 +146,23 @@ def check_command(argv: list[str]) -> int:
         if args.export:
             for path in export.write(Path(args.export), spec.name, formats, trace, primary.bound, context):
                 print(f"wrote {path}")
-    elif args.export:
+    for lasso in lassos:
+        print(f"cycle: {lasso.bound.name}: {lasso.who} waits forever after {len(lasso.prefix)} steps, "
+              f"in a cycle of {len(lasso.cycle)}")
+    if primary is None and lassos:
+        lasso = _primary_lasso(run)
+        trace = rebuild_lasso(compiled, lasso)
+        print()
+        print(report.lasso_text(trace, lasso, context), end="")
+        print()
+        if args.export:
+            for path in export.write(Path(args.export), spec.name, formats, trace, lasso.bound, context, lasso):
+                print(f"wrote {path}")
+    elif primary is None and args.export:
         print("nothing to export: no counterexample")
+    if progress_bounds and not checked:
+        print(f"progress: not checked ({', '.join(b.name for b in progress_bounds)}): "
+              "it needs a complete search")
     if result.deadlock is not None:
         d, i = result.deadlock
         print(f"deadlock: a state with no enabled action after {d} steps")
@@ -150,7 +173,7 @@ def check_command(argv: list[str]) -> int:
     if args.timing:
         rate = result.distinct / result.seconds if result.seconds else 0.0
         print(f"time: load+build={t1 - t0:.2f}s compile={t2 - t1:.2f}s search={result.seconds:.2f}s "
-              f"distinct_per_s={rate:.0f}")
+              f"distinct_per_s={rate:.0f}" + (f" progress={t4 - t3:.2f}s" if checked else ""))
     return _verdict(run)
 
 
@@ -185,6 +208,11 @@ def _primary(run: Run):  # type: ignore[no-untyped-def]
     return next((h for h in hits if h.bound.name == expected), hits[0])
 
 
+def _primary_lasso(run: Run) -> Lasso:
+    expected = run.spec.expect.invariant if run.spec.expect else None
+    return next((c for c in run.lassos if c.bound.name == expected), run.lassos[0])
+
+
 def _print_witnesses(run: Run, show: list[str]) -> None:
     known = {b.name: b for b in run.bounds if b.kind is Kind.SOMETIMES}
     for name in show:
@@ -209,9 +237,9 @@ def _verdict(run: Run) -> int:
         print(f"stopped: {r.stop} budget reached before the depth bound")
         return BUDGET
     if not run.expectations_apply:
-        return VIOLATION if (r.violations or r.deadlock) else OK
+        return VIOLATION if (r.violations or r.deadlock or run.lassos) else OK
     assert run.spec.expect is not None
-    unmet = unmet_expectations(run.spec, r)
+    unmet = unmet_expectations(run.spec, r, run.lassos, run.progress_checked)
     want = _describe(run.spec)
     if unmet:
         print(f"expected: {want}: NOT met")
@@ -228,22 +256,38 @@ def _describe(spec: Spec) -> str:
     if e.result == "pass":
         return "pass" + (" (exhaustive)" if e.complete else "")
     within = f" within {e.within} steps" if e.within is not None else ""
+    if e.result == "cycle":
+        return f"no-progress cycle breaking {e.invariant}{within}"
     return f"violation of {e.invariant}{within}"
 
 
-def unmet_expectations(spec: Spec, r: SearchResult) -> list[str]:
-    """What the search result fails to meet in the spec's [expect] table."""
+def unmet_expectations(
+    spec: Spec, r: SearchResult, lassos: list[Lasso] | None = None, progress_checked: bool = False
+) -> list[str]:
+    """What the search result (and its no-progress cycles) fails to meet in the spec's [expect] table."""
     e = spec.expect
     assert e is not None
     unmet: list[str] = []
     names = [h.bound.name for h in r.violations]
+    cycles = {c.bound.name: c for c in lassos or []}
     if e.result == "pass":
         if names:
             unmet.append(f"violated: {', '.join(names)}")
+        if cycles:
+            unmet.append(f"no-progress cycle: {', '.join(cycles)}")
         if r.deadlock is not None:
             unmet.append("deadlock found")
         if e.complete and not r.complete:
             unmet.append(f"search incomplete (stopped: {r.stop})")
+    elif e.result == "cycle":
+        if names:
+            unmet.append(f"violated: {', '.join(names)}")
+        if not progress_checked:
+            unmet.append(f"progress not checked: search incomplete (stopped: {r.stop})")
+        elif e.invariant not in cycles:
+            unmet.append(f"no cycle breaks {e.invariant}")
+        elif e.within is not None and cycles[e.invariant].steps > e.within:
+            unmet.append(f"the lasso has {cycles[e.invariant].steps} steps, more than {e.within}")
     else:
         if e.invariant not in names:
             unmet.append(f"{e.invariant} not violated" + (f" (violated instead: {', '.join(names)})" if names else ""))
@@ -306,7 +350,7 @@ def list_command(argv: list[str]) -> int:
         for path in sorted(directory.glob("*.toml")):
             spec = load(path)
             e = spec.expect
-            expect = "-" if e is None else (e.result if e.result == "pass" else f"violation {e.invariant}")
+            expect = "-" if e is None else (e.result if e.result == "pass" else f"{e.result} {e.invariant}")
             print(f"{path.name:<60} {expect}")
         return OK
     if args.what == "components":

@@ -100,11 +100,10 @@ class ExplicitSearch:
                        for b in invariants if b.kind is Kind.ALWAYS]
         self.sometimes = [(b, compile_predicate(self.model, b.name, b.term))
                           for b in invariants if b.kind is Kind.SOMETIMES]
-        self._key = np.dtype(np.uint64) if self.words == 1 else np.dtype((np.void, 8 * self.words))
         self._aid = np.uint16 if len(self.model.actions) <= 0xFFFF else np.uint32
 
     def keys(self, states: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(states).view(self._key).reshape(-1)
+        return key_view(states, self.words)
 
     def run(self) -> SearchResult:
         start = time.perf_counter()
@@ -224,6 +223,12 @@ class ExplicitSearch:
                 if good.any():
                     witnesses[bound.name] = Hit(bound, depth, int(np.flatnonzero(good)[0]))
         return hits
+
+
+def key_view(states: np.ndarray, words: int) -> np.ndarray:
+    """One comparable key per packed state (the words themselves, no hashing)."""
+    dtype = np.dtype(np.uint64) if words == 1 else np.dtype((np.void, 8 * words))
+    return np.ascontiguousarray(states).view(dtype).reshape(-1)
 
 
 def _member(sorted_keys: np.ndarray, queries: np.ndarray) -> np.ndarray:

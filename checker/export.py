@@ -19,7 +19,8 @@ import networkx as nx
 from invariants import Bound
 from model.lang import Model
 
-from .report import Context, counterexample_text
+from .progress import Lasso
+from .report import Context, counterexample_text, lasso_text
 from .trace import Trace
 
 SCHEMA_VERSION = 1
@@ -37,19 +38,22 @@ def fingerprint(model: Model) -> str:
     return h.hexdigest()[:16]
 
 
-def trace_graph(trace: Trace, bound: Bound) -> nx.DiGraph:
+def trace_graph(trace: Trace, bound: Bound, lasso: Lasso | None = None) -> nx.DiGraph:
+    """The trace as a graph; a lasso's last step goes back to the state its cycle starts in."""
     g = nx.DiGraph(invariant=bound.name, model=trace.model.name)
     last = len(trace.states) - 1
-    for i in range(len(trace.states)):
+    back = len(lasso.prefix) if lasso is not None and lasso.cycle else None
+    for i in range(len(trace.states) - (back is not None)):
         changes = trace.changes(i) if i else []
         g.add_node(
             f"s{i}",
             step=i,
             changes="; ".join(f"{f.name}: {f.label(a)} -> {f.label(b)}" for f, a, b in changes),
-            violated=(i == last),
+            violated=(i == last) if lasso is None else (back is not None and i >= back),
         )
     for n, action in enumerate(trace.actions, start=1):
-        g.add_edge(f"s{n - 1}", f"s{n}", step=n, actor=action.actor, action=action.key,
+        target = f"s{back}" if back is not None and n == last else f"s{n}"
+        g.add_edge(f"s{n - 1}", target, step=n, actor=action.actor, action=action.key,
                    kernel=action.kernel, text=action.text)
     return g
 
@@ -73,7 +77,7 @@ def to_graphml(g: nx.DiGraph) -> str:
     return "\n".join(nx.generate_graphml(g)) + "\n"
 
 
-def to_json(trace: Trace, bound: Bound, context: Context) -> str:
+def to_json(trace: Trace, bound: Bound, context: Context, lasso: Lasso | None = None) -> str:
     model = trace.model
     inv = bound.invariant
     doc = {
@@ -102,25 +106,27 @@ def to_json(trace: Trace, bound: Bound, context: Context) -> str:
             for n, a in enumerate(trace.actions, start=1)
         ],
     }
+    if lasso is not None:
+        doc["cycle"] = {"who": lasso.who, "first_step": len(lasso.prefix) + 1, "steps": len(lasso.cycle)}
     return json.dumps(doc, indent=2) + "\n"
 
 
-def render(fmt: str, trace: Trace, bound: Bound, context: Context) -> str:
+def render(fmt: str, trace: Trace, bound: Bound, context: Context, lasso: Lasso | None = None) -> str:
     if fmt == "text":
-        return counterexample_text(trace, bound, context)
+        return counterexample_text(trace, bound, context) if lasso is None else lasso_text(trace, lasso, context)
     if fmt == "json":
-        return to_json(trace, bound, context)
+        return to_json(trace, bound, context, lasso)
     if fmt == "dot":
-        return to_dot(trace_graph(trace, bound))
+        return to_dot(trace_graph(trace, bound, lasso))
     if fmt == "graphml":
-        return to_graphml(trace_graph(trace, bound))
+        return to_graphml(trace_graph(trace, bound, lasso))
     raise ValueError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
 
 
 def write(directory: Path, name: str, formats: list[str], trace: Trace, bound: Bound,
-          context: Context) -> list[Path]:
+          context: Context, lasso: Lasso | None = None) -> list[Path]:
     """Render every format first, then move the files into place; return their paths."""
-    rendered = {fmt: render(fmt, trace, bound, context) for fmt in formats}
+    rendered = {fmt: render(fmt, trace, bound, context, lasso) for fmt in formats}
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt, text in rendered.items():

@@ -16,6 +16,7 @@ from invariants import Bound
 from model.lang import Field, Model, free_constants, show
 
 from .explicit import SearchResult
+from .progress import Lasso
 from .trace import Trace, failing_part, holds
 
 WIDTH = 80
@@ -78,6 +79,36 @@ def witness_text(trace: Trace, bound: Bound, context: Context) -> str:
     return "\n".join(out) + "\n"
 
 
+def lasso_text(trace: Trace, lasso: Lasso, context: Context) -> str:
+    """A no-progress cycle: the steps that lead to it, then the steps that repeat forever."""
+    model = trace.model
+    p, c = len(lasso.prefix), len(lasso.cycle)
+    inv = lasso.bound.invariant
+    if c:
+        title = f"KVM: x86/mmu: {inv.name} broken: {lasso.who} waits forever in a cycle of {c} steps"
+    else:
+        title = f"KVM: x86/mmu: {inv.name} broken: {lasso.who} waits forever and nothing can happen"
+    out = [*_wrap(title, ""), ""]
+    out += _header(model, context)
+    out += ["", "Start:", *state_lines(model, trace.states[0])]
+    out += ["", f"Steps to the cycle ({p}):", *steps_lines(trace, 1, p)]
+    if c:
+        out += ["", f"Cycle (steps {p + 1}-{p + c} repeat forever; every actor enabled throughout it "
+                "takes a step):", *steps_lines(trace, p + 1, p + c)]
+        out += [f"{'':>3} back to the state after step {p}" if p else f"{'':>3} back to the start"]
+    else:
+        out += ["", f"Stuck: no action is enabled after step {p}."]
+    out += ["", f"Broken: {inv.name} (PROGRESS)", *_wrap(inv.statement, "  ")]
+    out += _wrap(f"Reference: {inv.reference}", "  ", "             ")
+    waiting = dict(lasso.bound.waiting)[lasso.who]
+    out += ["  Waiting in every state of the cycle:", *_wrap(show(waiting, model.schema.by_name), "    ")]
+    mentioned = _mentioned(model, waiting)
+    if mentioned:
+        values = trace.states[p]
+        out += _wrap("where " + ", ".join(f"{f.name} = {f.label(values[f.index])}" for f in mentioned), "    ")
+    return "\n".join(out) + "\n"
+
+
 def _header(model: Model, context: Context) -> list[str]:
     return [
         f"Spec:       {context.spec}",
@@ -88,11 +119,15 @@ def _header(model: Model, context: Context) -> list[str]:
     ]
 
 
-def steps_lines(trace: Trace) -> list[str]:
+def steps_lines(trace: Trace, first: int = 1, last: int | None = None) -> list[str]:
+    """Steps `first`..`last` (1-based, inclusive; default all) with what each changed."""
     actors = sorted({a.actor for a in trace.actions})
     width = max((len(a) for a in actors), default=5)
     lines = []
+    stop = len(trace.actions) if last is None else last
     for n, action in enumerate(trace.actions, start=1):
+        if not first <= n <= stop:
+            continue
         lead = f"{n:>3} {action.actor:<{width}}  "
         lines += _wrap(action.text, lead, " " * len(lead))
         for f, old, new in trace.changes(n):

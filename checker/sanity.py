@@ -22,8 +22,13 @@ def vacuous(model: Model, bounds: list[Bound]) -> list[str]:
     for b in bounds:
         if b.name in fact_names:
             continue
+        if b.kind is Kind.PROGRESS:
+            if solver.satisfiable([*assumptions, b.term]) is None:
+                warnings.append(f"progress property {b.name}: no state of the domains has anyone waiting: "
+                                f"it cannot fail")
+            continue
         what = "invariant" if b.kind is Kind.ALWAYS else "witness"
-        if solver.satisfiable([*assumptions, z3.Not(b.term)]) is None:
+        if solver.satisfiable([*assumptions, z3.Not(b.term)]) is None and not b.invariant.constant:
             effect = "it cannot fail" if b.kind is Kind.ALWAYS else "it is reached trivially"
             warnings.append(f"{what} {b.name} holds in every state of the domains: {effect}")
         if solver.satisfiable([*assumptions, b.term]) is None:

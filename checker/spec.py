@@ -12,9 +12,11 @@ check_deadlock = false          # optional
 [guards]                        # guard-name = "off" (or "on")
 
 [expect]
-result = "pass" | "violation"
-invariant = "..."               # violation: the invariant that must fail
-within = 12                     # violation: at most this many steps
+result = "pass" | "violation" | "cycle"
+invariant = "..."               # violation: the invariant that must fail;
+                                # cycle: the PROGRESS property a no-progress cycle breaks
+within = 12                     # violation / cycle: at most this many steps (a lasso's
+                                # prefix plus its cycle)
 complete = true                 # pass: the search must reach a fixpoint
 distinct = 83888                # pinned number of distinct states
 depth = 29                      # pinned depth of the search
@@ -54,7 +56,7 @@ class SpecError(Exception):
 
 @dataclass(frozen=True)
 class Expect:
-    result: str  # "pass" | "violation"
+    result: str  # "pass" | "violation" | "cycle"
     invariant: str | None = None
     within: int | None = None
     complete: bool | None = None
@@ -183,10 +185,14 @@ def _check_names(spec: Spec) -> None:
         return
     always = [b.name for b in bounds if b.kind is Kind.ALWAYS]
     sometimes = [b.name for b in bounds if b.kind is Kind.SOMETIMES]
+    progress = [b.name for b in bounds if b.kind is Kind.PROGRESS]
     inv = spec.expect.invariant
-    if inv is not None and inv not in always:
+    if spec.expect.result == "violation" and inv not in always:
         raise SpecError(spec.source, "expect.invariant", f"{inv!r} is not an ALWAYS invariant this spec checks",
                         ", ".join(always))
+    if spec.expect.result == "cycle" and inv not in progress:
+        raise SpecError(spec.source, "expect.invariant", f"{inv!r} is not a PROGRESS property this spec checks",
+                        ", ".join(progress) or "none (no component of this spec has one)")
     for w in spec.expect.witnesses:
         if w not in sometimes:
             raise SpecError(spec.source, "expect.witnesses", f"{w!r} is not a SOMETIMES witness this spec checks",
@@ -201,11 +207,12 @@ def _expect(raw: dict[str, Any], source: str) -> Expect | None:
         if key not in EXPECT_KEYS:
             raise SpecError(source, f"expect.{key}", "unknown key", ", ".join(EXPECT_KEYS))
     result = table.get("result")
-    if result not in ("pass", "violation"):
-        raise SpecError(source, "expect.result", f"{result!r} is not a result", "'pass' | 'violation'")
+    if result not in ("pass", "violation", "cycle"):
+        raise SpecError(source, "expect.result", f"{result!r} is not a result", "'pass' | 'violation' | 'cycle'")
     invariant = table.get("invariant")
-    if result == "violation" and not isinstance(invariant, str):
-        raise SpecError(source, "expect.invariant", "a violation needs the name of the invariant", "an invariant name")
+    if result != "pass" and not isinstance(invariant, str):
+        raise SpecError(source, "expect.invariant", f"a {result} needs the name of the property it breaks",
+                        "an invariant name" if result == "violation" else "a PROGRESS property name")
     if result == "pass" and invariant is not None:
         raise SpecError(source, "expect.invariant", "only a violation names an invariant")
     complete = table.get("complete")

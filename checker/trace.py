@@ -19,6 +19,7 @@ from model.lang import Action, Field, Model, evaluate
 
 from .compile import Compiled
 from .explicit import SearchResult
+from .progress import Lasso
 
 
 class ReplayError(Exception):
@@ -121,3 +122,12 @@ def failing_part(model: Model, term: z3.BoolRef, values: Sequence[int]) -> list[
             return chain
         chain.append(nxt)
         current = nxt
+
+
+def rebuild_lasso(compiled: Compiled, lasso: Lasso) -> Trace:
+    """The lasso's prefix and one turn of its cycle, replayed; the turn must close."""
+    model = compiled.model
+    trace = replay(compiled, [model.actions[a] for a in lasso.prefix + lasso.cycle])
+    if trace.states[len(lasso.prefix)] != trace.states[-1]:
+        raise EngineError(f"the cycle of {lasso.bound.name} does not return to where it started")
+    return trace

@@ -2,7 +2,9 @@
 
 ALWAYS invariants must hold in every reachable state (safety). SOMETIMES invariants are
 witnesses: some reachable state must satisfy them, so that a model which never reaches
-the interesting race cannot pass vacuously.
+the interesting race cannot pass vacuously. PROGRESS properties are liveness: each names,
+per actor, a "waiting" predicate (e.g. vCPU0 has an MMIO access outstanding), and is
+broken by a reachable, weakly fair cycle in which that actor waits in every state.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from model.lang import Model, ModelError, UnknownName
 class Kind(enum.Enum):
     ALWAYS = "ALWAYS"
     SOMETIMES = "SOMETIMES"
+    PROGRESS = "PROGRESS"
+
+
+Waiting = Callable[[Model], list[tuple[str, z3.BoolRef]]]
 
 
 @dataclass(frozen=True)
@@ -31,12 +37,29 @@ class Invariant:
     reference: str  # kernel function, commit or lore link
     requires: tuple[str, ...]  # components the formula reads
     formula: Callable[[Model], z3.BoolRef]
+    # PROGRESS only: (who, waiting predicate) pairs; `formula` is then "someone waits"
+    waiting: Waiting | None = None
+    # decided by the kernel's constants (masks, values) in each configuration, so it
+    # cannot fail in some models; a guard switched off is what makes it fail
+    constant: bool = False
 
     def bind(self, model: Model) -> Bound:
         term = self.formula(model)
         if not z3.is_bool(term):
             raise ModelError(f"invariant {self.name!r} does not build a boolean term")
-        return Bound(self, term)
+        if (self.kind is Kind.PROGRESS) != (self.waiting is not None):
+            raise ModelError(f"invariant {self.name!r}: a PROGRESS property, and only one, says who waits")
+        return Bound(self, term, tuple(self.waiting(model)) if self.waiting else ())
+
+
+def progress(
+    name: str, statement: str, reference: str, requires: tuple[str, ...], waiting: Waiting
+) -> Invariant:
+    """A PROGRESS property: no actor waits forever (see checker/progress.py)."""
+    return Invariant(
+        name, Kind.PROGRESS, statement, reference, requires,
+        lambda m: z3.Or([t for _, t in waiting(m)] or [z3.BoolVal(False)]), waiting,
+    )
 
 
 @dataclass(frozen=True)
@@ -45,6 +68,7 @@ class Bound:
 
     invariant: Invariant
     term: z3.BoolRef
+    waiting: tuple[tuple[str, z3.BoolRef], ...] = ()
 
     @property
     def name(self) -> str:

@@ -5,6 +5,7 @@ Nothing here knows about KVM.
 """
 
 from .actions import Action, Step, choose, kernel, models
+from .bits import case_split, decide, word
 from .builder import Fact, GuardInfo, Model, ModelBuilder, UnknownName
 from .component import Component, compose, order
 from .domains import BOOL, BoolDomain, Domain, EnumDomain, IntDomain
@@ -36,8 +37,10 @@ __all__ = [
     "SolverUnknown",
     "Step",
     "UnknownName",
+    "case_split",
     "choose",
     "compose",
+    "decide",
     "evaluate",
     "free_constants",
     "kernel",
@@ -45,4 +48,5 @@ __all__ = [
     "order",
     "resolve",
     "show",
+    "word",
 ]

@@ -71,11 +71,13 @@ class AttributesComponent(Component):
 
 def _registry() -> dict[str, type[Component]]:
     from .guest import GuestComponent
+    from .mmio.component import MmioComponent
+    from .pinning import PinningComponent
     from .tdx.component import TdxComponent
     from .tdx.hugepage import TdxHugeComponent
 
     return {"attributes": AttributesComponent, "tdx": TdxComponent, "guest": GuestComponent,
-            "tdx_huge": TdxHugeComponent}
+            "tdx_huge": TdxHugeComponent, "mmio": MmioComponent, "pinning": PinningComponent}
 
 
 COMPONENTS: dict[str, type[Component]] = _registry()
