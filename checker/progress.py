@@ -81,7 +81,6 @@ class Lasso:
     who: str
     prefix: list[int]  # action ids from the initial state to the cycle's first state
     cycle: list[int]  # action ids around the cycle (empty: nothing can happen any more)
-    entry: tuple[int, int]  # (depth, index) of the cycle's first state
 
     @property
     def steps(self) -> int:
@@ -111,7 +110,7 @@ def find_lassos(compiled: Compiled, result: SearchResult, bounds: Iterable[Bound
             entry, who, cycle = min(found, key=lambda f: f[0])
             depth, index = graph.locate(entry)
             prefix = [aid for aid, _ in result.path(depth, index)]
-            out.append(Lasso(bound, who, prefix, cycle, (depth, index)))
+            out.append(Lasso(bound, who, prefix, cycle))
     return out
 
 
@@ -124,8 +123,9 @@ def _lasso(g: StateGraph, waits: np.ndarray, actor_id: np.ndarray, n_actors: int
     enabled[g.src, edge_actor] = True
     inside = waits[g.src] & waits[g.dst]
     src, dst, act = g.src[inside], g.dst[inside], g.action[inside]
+    nodes = np.flatnonzero(waits)
     h = nx.DiGraph()
-    h.add_nodes_from(np.flatnonzero(waits).tolist())
+    h.add_nodes_from(nodes.tolist())
     for s, d, a in sorted(zip(src.tolist(), dst.tolist(), act.tolist(), strict=True)):
         if not h.has_edge(s, d):
             h.add_edge(s, d, action=a)
@@ -140,14 +140,13 @@ def _lasso(g: StateGraph, waits: np.ndarray, actor_id: np.ndarray, n_actors: int
     if ncomp:
         internal = comp[src] == comp[dst]
         isrc, idst, iact = src[internal], dst[internal], act[internal]
-        size = np.bincount(comp[waits], minlength=ncomp)
+        size = np.bincount(comp[nodes], minlength=ncomp)
         looped = np.zeros(ncomp, dtype=bool)
         looped[comp[isrc[isrc == idst]]] = True
         cyclic = (size > 1) | looped
         steps_in = np.zeros((ncomp, n_actors), dtype=bool)
         steps_in[comp[isrc], actor_id[iact]] = True
         enabled_count = np.zeros((ncomp, n_actors), np.int64)
-        nodes = np.flatnonzero(waits)
         np.add.at(enabled_count, comp[nodes], enabled[nodes].astype(np.int64))
         always = enabled_count == size[:, None]
         fair = cyclic & ~(always & ~steps_in).any(axis=1)
@@ -182,7 +181,7 @@ def _fair_cycle(
     def walk(goal: set[int]) -> None:
         nonlocal current
         route = _bfs(h, current, goal, members)
-        for u, v in _pairs(route):
+        for u, v in pairwise(route):
             path.append(h.edges[u, v]["action"])
             visited.append(v)
         current = route[-1]
@@ -205,10 +204,6 @@ def _fair_cycle(
         current = first
     walk({entry})
     return path
-
-
-def _pairs(route: list[int]) -> list[tuple[int, int]]:
-    return list(pairwise(route))
 
 
 def _bfs(h: nx.DiGraph, start: int, goal: set[int], members: set[int]) -> list[int]:

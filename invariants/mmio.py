@@ -10,7 +10,7 @@ import z3
 
 from model.lang import Model
 from model.mmu.mmio import spte as bits
-from model.mmu.mmio.component import MMIO_PC, MmioComponent
+from model.mmu.mmio.component import MMIO_PC, MmioComponent, Vm
 
 from .core import Invariant, Kind, progress
 
@@ -21,7 +21,7 @@ def _mmio(m: Model) -> MmioComponent:
     return part
 
 
-def _cells(c: MmioComponent):  # type: ignore[no-untyped-def]
+def _cells(c: MmioComponent) -> list[tuple[Vm, int]]:
     return [(vm, g) for vm in c.vms for g in range(c.sizes.gfns)]
 
 
@@ -46,9 +46,7 @@ def _special_values_not_mmio(m: Model) -> z3.BoolRef:
 def _mmio_spte_recognised(m: Model) -> z3.BoolRef:
     c = _mmio(m)
     return z3.And([
-        z3.Implies(z3.Or(c.spte[c.cell(vm, g)].var == bits.SPTE.MMIO_WX,
-                         c.spte[c.cell(vm, g)].var == bits.SPTE.MMIO_ZERO),
-                   c.mmio_spte(vm, g))
+        z3.Implies(c.made_by_make_mmio_spte(vm, g), c.mmio_spte(vm, g))
         for vm, g in _cells(c)
     ])
 
@@ -82,8 +80,7 @@ def _waiting(m: Model) -> list[tuple[str, z3.BoolRef]]:
 
 def _mmio_spte_installed(m: Model) -> z3.BoolRef:
     c = _mmio(m)
-    return z3.Or([z3.Or(c.spte[c.cell(vm, g)].var == bits.SPTE.MMIO_WX,
-                        c.spte[c.cell(vm, g)].var == bits.SPTE.MMIO_ZERO) for vm, g in _cells(c)])
+    return z3.Or([c.made_by_make_mmio_spte(vm, g) for vm, g in _cells(c)])
 
 
 def _stale_mmio_spte_refaulted(m: Model) -> z3.BoolRef:
@@ -91,7 +88,7 @@ def _stale_mmio_spte_refaulted(m: Model) -> z3.BoolRef:
     c = _mmio(m)
     return z3.Or([
         z3.And(c.pc[v].var == MMIO_PC.PAGE_FAULT, c.gfn[v].var == g,
-               z3.Or(c.spte[c.cell(vm, g)].var == bits.SPTE.MMIO_WX, c.spte[c.cell(vm, g)].var == bits.SPTE.MMIO_ZERO),
+               c.made_by_make_mmio_spte(vm, g),
                c.spte_gen[c.cell(vm, g)].var != c.generation[vm.index].var)
         for v, (vm, _) in enumerate(c.vcpus) for g in range(c.sizes.gfns)
     ])

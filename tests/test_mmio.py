@@ -79,9 +79,7 @@ def test_hardware_reaction_to_each_pattern() -> None:
 
 def running(model: Model, **changes: object) -> dict[str, int]:
     vm = model.parts["mmio"].vms[0].label
-    base: dict[str, object] = {f"vm_created[{vm}]": True}
-    base |= {k.replace("__", "."): v for k, v in changes.items()}
-    return state(model, base)
+    return state(model, {f"vm_created[{vm}]": True, **changes})
 
 
 def test_misconfig_emulates_a_fresh_mmio_spte_and_refaults_a_stale_one() -> None:

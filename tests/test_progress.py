@@ -27,7 +27,8 @@ tdx-requires-mmio-caching = "off"
 
 
 def graph(n: int, edges: list[tuple[int, int, int]]) -> StateGraph:
-    src, dst, act = (np.array(x, np.int64) for x in zip(*edges, strict=True)) if edges else (np.zeros(0, np.int64),) * 3
+    """n states in one level; edges are (source, target, action id)."""
+    src, dst, act = np.array(edges, np.int64).reshape(-1, 3).T
     return StateGraph(np.array([0]), np.zeros((n, 1), np.uint64), src, dst, act)
 
 

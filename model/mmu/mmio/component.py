@@ -56,7 +56,7 @@ from model.lang import (
 
 from ..sizes import Sizes
 from . import spte as bits
-from .spte import MMIO_PATTERN, MMIO_VALUE, MMIO_VALUE_WORD, SPTE, SPTE_WORD
+from .spte import MMIO_VALUE, MMIO_VALUE_WORD, SPTE, SPTE_WORD
 
 VM_TYPES = ("vmx", "tdx")
 
@@ -248,6 +248,11 @@ class MmioComponent(Component):
         if not self.config["mmio_caching"]:
             return z3.BoolVal(False)
         return case_split(lambda s, v: bits.is_mmio_spte(s, v, word(self.mask)), cases, self.value_cases(vm))
+
+    def made_by_make_mmio_spte(self, vm: Vm, g: int) -> z3.BoolRef:
+        """The SPTE holds one of the patterns make_mmio_spte() writes (whatever it is judged to be)."""
+        s = self.spte[self.cell(vm, g)].var
+        return z3.Or(s == SPTE.MMIO_WX, s == SPTE.MMIO_ZERO)
 
     def spte_is(self, vm: Vm, g: int, predicate: Any) -> z3.BoolRef:
         return case_split(predicate, self.spte_cases(vm, g))
@@ -515,8 +520,7 @@ class MmioComponent(Component):
         vm = self.vcpus[vcpu][0]
         frozen = self._current(vcpu, lambda vm, g: self.spte[self.cell(vm, g)].var == SPTE.FROZEN_SPTE)
         v = self.value(vm)
-        mmio_pattern = z3.If(v == MMIO_VALUE.ZERO, getattr(SPTE, MMIO_PATTERN["ZERO"]),
-                             getattr(SPTE, MMIO_PATTERN["VMX_EPT_MISCONFIG_WX_VALUE"]))
+        mmio_pattern = z3.If(v == MMIO_VALUE.ZERO, SPTE.MMIO_ZERO, SPTE.MMIO_WX)
         new = z3.If(self.noslot[vcpu].var, mmio_pattern, SPTE.PRESENT)
         write = self._cell_effect(vcpu, self.spte, new)
         # only an MMIO SPTE carries a generation; 0 elsewhere keeps states canonical

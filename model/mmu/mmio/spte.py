@@ -64,7 +64,6 @@ SPTE_WORD = {
     "MMIO_WX": VMX_EPT_MISCONFIG_WX_VALUE | PFN,
     "MMIO_ZERO": 0 | PFN,
 }
-MMIO_PATTERN = {"VMX_EPT_MISCONFIG_WX_VALUE": "MMIO_WX", "ZERO": "MMIO_ZERO"}
 
 
 # -- the kernel's predicates, on words ------------------------------------------------
