@@ -12,7 +12,7 @@ import argparse
 import shlex
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -20,12 +20,16 @@ from invariants import CATALOGUE, Bound, Kind, applicable
 from model.lang import Model, ModelError, SolverUnknown
 
 from . import export, report
-from .compile import CompileError, compile_model
+from .compile import Compiled, CompileError, compile_model
+from .diagram import steps_lines
+from .document import Context
 from .explicit import Budget, ExplicitSearch, SearchResult
+from .export import explore_around
 from .progress import Lasso, find_lassos
+from .replay import ReplayFileError, load_document, replay_document, report_lines
 from .sanity import vacuous
 from .spec import Spec, SpecError, load, parse
-from .trace import rebuild, rebuild_lasso
+from .trace import Trace, rebuild, rebuild_lasso
 
 OK, VIOLATION, USAGE, BUDGET, UNKNOWN = 0, 1, 2, 3, 4
 DEFAULT_SPEC = "attributes-default"
@@ -41,8 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args and args[0] == "list":
             return list_command(args[1:])
+        if args and args[0] == "replay":
+            return replay_command(args[1:])
         return check_command(args)
-    except SpecError as e:
+    except (SpecError, ReplayFileError, export.ExportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return USAGE
     except (ModelError, CompileError) as e:
@@ -60,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m checker",
         description="Explore every interleaving of a small KVM MMU scenario and check its "
-        "invariants. Subcommand: `list` (specs, components, guards, invariants, actions).",
+        "invariants. Subcommands: `list` (specs, components, guards, invariants, actions), "
+        "`replay FILE.json` (does a saved counterexample still reproduce?).",
     )
     p.add_argument("--spec", metavar="FILE", help="scenario TOML (default: the embedded attributes-default)")
     p.add_argument("--depth", type=int, metavar="N", help="explore at most N steps from the initial state")
@@ -70,8 +77,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-states", type=int, metavar="N", help="stop after N distinct states")
     p.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop after this long")
     p.add_argument("--export", metavar="DIR", help="write the counterexample to DIR/<spec>.<ext>")
-    p.add_argument("--format", default=",".join(export.FORMATS),
-                   help=f"export formats, comma-separated: {', '.join(export.FORMATS)}")
+    p.add_argument("--format", default="text",
+                   help=f"export formats, comma-separated (default: text): {', '.join(export.FORMATS)}; "
+                   "dot also renders svg when Graphviz is installed")
+    p.add_argument("--neighbourhood", "--neighborhood", type=int, metavar="K",
+                   help="put into the trace graph (dot, graphml, svg) every other choice at each state "
+                   "of the trace, followed for K steps")
+    p.add_argument("--all-violations", action="store_true",
+                   help="keep searching after the first violation: the shortest counterexample for "
+                   "each violated invariant, exported as DIR/<spec>.<invariant>.<ext>")
     p.add_argument("--ignore-expected", action="store_true",
                    help="check the scenario plainly: any violation exits 1")
     p.add_argument("--engine", choices=["explicit"], default="explicit", help="search engine")
@@ -89,7 +103,7 @@ class Run:
     bounds: list[Bound]
     result: SearchResult
     compiled: object
-    context: report.Context
+    context: Context
     expectations_apply: bool
     lassos: list[Lasso]
     progress_checked: bool
@@ -104,10 +118,7 @@ def check_command(argv: list[str]) -> int:
         parser.error("--max-states must be >= 1")
     if args.time_limit is not None and args.time_limit <= 0:
         parser.error("--time-limit must be > 0")
-    formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    for f in formats:
-        if f not in export.FORMATS:
-            parser.error(f"--format: unknown format {f!r}; formats: {', '.join(export.FORMATS)}")
+    formats = _formats(parser, args)
     guards = _guard_overrides(parser, args.guard)
 
     t0 = time.perf_counter()
@@ -122,43 +133,47 @@ def check_command(argv: list[str]) -> int:
     depth = args.depth if args.depth is not None else spec.depth
     budget = Budget(depth=depth, max_states=args.max_states, time_limit=args.time_limit)
     with _Progress() as progress:
-        search = ExplicitSearch(compiled, bounds, budget, args.check_deadlock or spec.check_deadlock, progress)
+        search = ExplicitSearch(compiled, bounds, budget, args.check_deadlock or spec.check_deadlock, progress,
+                                all_violations=args.all_violations)
         result = search.run()
     t3 = time.perf_counter()
     progress_bounds = [b for b in bounds if b.kind is Kind.PROGRESS]
     checked = bool(progress_bounds) and result.complete
     lassos = find_lassos(compiled, result, progress_bounds) if checked else []
     t4 = time.perf_counter()
-    context = report.Context(spec.source, _reproduce(args))
-    applies = spec.expect is not None and not args.ignore_expected and not args.guard and not args.invariant
+    context = Context(spec.source, _reproduce(args), spec.name, spec.text, guards)
+    applies = (spec.expect is not None and not args.ignore_expected and not args.guard and not args.invariant
+               and not args.all_violations)
     run = Run(spec, model, bounds, result, compiled, context, applies, lassos, checked)
 
     print(f"spec: {spec.name} (components: {', '.join(model.parts)}; "
           f"guards off: {', '.join(model.guards_off()) or 'none'})")
-    primary = _primary(run)
     for hit in result.violations:
         print(f"violation: {hit.bound.name} after {hit.depth} steps")
-    if primary is not None:
-        trace = rebuild(compiled, result, primary.depth, primary.index)
+    shown = result.violations if args.all_violations else [h for h in [_primary(run)] if h is not None]
+    for hit in shown:
+        trace = rebuild(compiled, result, hit.depth, hit.index)
+        ctx = context
+        if args.all_violations:
+            ctx = replace(context, command=_reproduce(args, hit.bound.name))
         print()
-        print(report.counterexample_text(trace, primary.bound, context), end="")
+        print(report.counterexample_text(trace, hit.bound, ctx), end="")
         print()
         if args.export:
-            for path in export.write(Path(args.export), spec.name, formats, trace, primary.bound, context):
-                print(f"wrote {path}")
+            name = f"{spec.name}.{hit.bound.name}" if args.all_violations else spec.name
+            _export(args, formats, name, compiled, trace, hit.bound, ctx)
     for lasso in lassos:
         print(f"cycle: {lasso.bound.name}: {lasso.who} waits forever after {len(lasso.prefix)} steps, "
               f"in a cycle of {len(lasso.cycle)}")
-    if primary is None and lassos:
+    if not shown and lassos:
         lasso = _primary_lasso(run)
         trace = rebuild_lasso(compiled, lasso)
         print()
         print(report.lasso_text(trace, lasso, context), end="")
         print()
         if args.export:
-            for path in export.write(Path(args.export), spec.name, formats, trace, lasso.bound, context, lasso):
-                print(f"wrote {path}")
-    elif primary is None and args.export:
+            _export(args, formats, spec.name, compiled, trace, lasso.bound, context, lasso)
+    elif not shown and args.export:
         print("nothing to export: no counterexample")
     if progress_bounds and not checked:
         print(f"progress: not checked ({', '.join(b.name for b in progress_bounds)}): "
@@ -167,14 +182,46 @@ def check_command(argv: list[str]) -> int:
         d, i = result.deadlock
         print(f"deadlock: a state with no enabled action after {d} steps")
         trace = rebuild(compiled, result, d, i)
-        print("\n".join(report.steps_lines(trace)))
+        print("\n".join(steps_lines(trace)))
     _print_witnesses(run, args.witness)
+    if args.all_violations:
+        broken = ", ".join(f"{h.bound.name} ({h.depth} steps)" for h in result.violations) or "none"
+        print(f"violated ({len(result.violations)} of {len(search.always)} invariants): {broken}")
     print(report.summary_line(result))
     if args.timing:
         rate = result.distinct / result.seconds if result.seconds else 0.0
         print(f"time: load+build={t1 - t0:.2f}s compile={t2 - t1:.2f}s search={result.seconds:.2f}s "
               f"distinct_per_s={rate:.0f}" + (f" progress={t4 - t3:.2f}s" if checked else ""))
     return _verdict(run)
+
+
+def _formats(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    formats = list(dict.fromkeys(f.strip() for f in args.format.split(",") if f.strip()))
+    for f in formats:
+        if f not in export.FORMATS:
+            parser.error(f"--format: unknown format {f!r}; formats: {', '.join(export.FORMATS)}")
+    if "svg" in formats and export.graphviz() is None:
+        parser.error(f"--format svg: {export.GRAPHVIZ_HINT}")
+    if args.neighbourhood is not None:
+        if args.neighbourhood < 0:
+            parser.error("--neighbourhood must be >= 0")
+        if not {"dot", "graphml", "svg"} & set(formats) or not args.export:
+            parser.error("--neighbourhood shapes the trace graph: give --export DIR and a format "
+                         "among dot, graphml, svg")
+    return formats
+
+
+def _export(args: argparse.Namespace, formats: list[str], name: str, compiled: Compiled, trace: Trace,
+            bound: Bound, context: Context, lasso: Lasso | None = None) -> None:
+    around = explore_around(compiled, trace, args.neighbourhood) if args.neighbourhood else None
+    wanted = list(formats)
+    if "dot" in wanted and "svg" not in wanted:
+        if export.graphviz() is not None:
+            wanted.append("svg")
+        else:
+            print(f"note: {name}.svg not written: {export.GRAPHVIZ_HINT}")
+    for path in export.write(Path(args.export), name, wanted, trace, bound, context, lasso, around):
+        print(f"wrote {path}")
 
 
 def _guard_overrides(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, bool]:
@@ -187,13 +234,13 @@ def _guard_overrides(parser: argparse.ArgumentParser, items: list[str]) -> dict[
     return out
 
 
-def _reproduce(args: argparse.Namespace) -> str:
+def _reproduce(args: argparse.Namespace, invariant: str | None = None) -> str:
     parts = ["python", "-m", "checker"]
     if args.spec:
         parts += ["--spec", args.spec]
     for g in args.guard:
         parts += ["--guard", g]
-    for i in args.invariant or []:
+    for i in [invariant] if invariant else args.invariant or []:
         parts += ["--invariant", i]
     if args.depth is not None:
         parts += ["--depth", str(args.depth)]
@@ -327,6 +374,30 @@ class _Progress:
         if self.shown:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
+
+
+# -- replay ---------------------------------------------------------------------------
+
+
+def replay_command(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m checker replay",
+        description="Replay a counterexample saved with --export DIR --format json against the current "
+        "model, step by step. Exit 1: it still reproduces; 0: it no longer does (the first step that "
+        "no longer applies is named, with the part of its guard that fails); 2: bad file or usage.",
+    )
+    p.add_argument("file", metavar="FILE.json")
+    p.add_argument("--spec", metavar="FILE", help="replay against this scenario's model instead of the one "
+                   "saved in the file")
+    p.add_argument("--guard", action="append", default=[], metavar="NAME=off|on",
+                   help="switch a guard off or on (repeatable), e.g. the fix back on")
+    args = p.parse_args(argv)
+    guards = _guard_overrides(p, args.guard)
+    doc = load_document(args.file)
+    spec = load(args.spec) if args.spec else None
+    result = replay_document(doc, args.file, spec, guards)
+    print("\n".join(report_lines(result, args.file)))
+    return VIOLATION if result.reproduces else OK
 
 
 # -- list -----------------------------------------------------------------------------

@@ -89,6 +89,7 @@ class ExplicitSearch:
         budget: Budget,
         check_deadlock: bool = False,
         progress: Progress | None = None,
+        all_violations: bool = False,
     ) -> None:
         self.compiled = compiled
         self.model = compiled.model
@@ -96,6 +97,8 @@ class ExplicitSearch:
         self.budget = budget
         self.check_deadlock = check_deadlock
         self.progress = progress
+        # keep searching after a violation, for the shortest counterexample of every invariant
+        self.all_violations = all_violations
         self.always = [(b, compile_predicate(self.model, b.name, b.term))
                        for b in invariants if b.kind is Kind.ALWAYS]
         self.sometimes = [(b, compile_predicate(self.model, b.name, b.term))
@@ -114,8 +117,8 @@ class ExplicitSearch:
         witnesses: dict[str, Hit | None] = {b.name: None for b, _ in self.sometimes}
         stop, complete = "fixpoint", True
         deadlock: tuple[int, int] | None = None
-        violations = self._check(levels[0], 0, witnesses)
-        if violations:
+        violations = self._check(levels[0], 0, witnesses, set())
+        if self._stops(violations):
             stop, complete = "violation", False
         depth = 0
         while stop == "fixpoint":
@@ -137,10 +140,10 @@ class ExplicitSearch:
             depth += 1
             levels.append(found)
             visited = _merge(visited, self.keys(found.states))
-            violations = self._check(found, depth, witnesses)
+            violations += self._check(found, depth, witnesses, {h.bound.name for h in violations})
             if self.progress:
                 self.progress(depth, len(visited), generated, time.perf_counter() - start)
-            if violations:
+            if self._stops(violations):
                 stop, complete = "violation", False
             elif self.budget.max_states is not None and len(visited) >= self.budget.max_states:
                 stop, complete = "max-states", False
@@ -211,9 +214,18 @@ class ExplicitSearch:
         _, first = np.unique(self.keys(states), return_index=True)
         return Level(states[first], parent[first], action[first]), generated, dead, None
 
-    def _check(self, level: Level, depth: int, witnesses: dict[str, Hit | None]) -> list[Hit]:
+    def _stops(self, violations: list[Hit]) -> bool:
+        """A violation ends the search, unless every invariant's is wanted and some are missing."""
+        if not self.all_violations:
+            return bool(violations)
+        return len(violations) == len(self.always)
+
+    def _check(self, level: Level, depth: int, witnesses: dict[str, Hit | None], known: set[str]) -> list[Hit]:
+        """Invariants violated (for the first time) and witnesses reached in this level."""
         hits: list[Hit] = []
         for bound, pred in self.always:
+            if bound.name in known:
+                continue
             bad = ~pred(level.states)
             if bad.any():
                 hits.append(Hit(bound, depth, int(np.flatnonzero(bad)[0])))

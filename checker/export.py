@@ -1,46 +1,100 @@
-"""Counterexample files: text for a mail, versioned JSON, and the trace graph (DOT, GraphML).
+"""Counterexample files: mail text, versioned JSON, the trace graph (DOT, GraphML, SVG),
+the browser viewer (HTML) and a regression test (pytest).
 
 The trace graph is a networkx DiGraph: one node per state (with the fields its step
-changed), one edge per step (labelled with the actor and the action). Files are named
-`DIR/<spec-name>.<ext>` and written through temporary files, so a failed export leaves
-no half-written output.
+changed), one edge per step (labelled with the actor and the action). On request it also
+holds the explored neighbourhood of the trace: every other choice at each state of the
+trace, followed for up to k steps, so a reviewer sees where the race branches.
+
+Files are named `DIR/<name>.<ext>` and written through temporary files after every
+format has been rendered, so a failed export leaves no half-written output.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import pprint
+import re
+import shutil
+import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import networkx as nx
 
 from invariants import Bound
-from model.lang import Model
 
+from .compile import Compiled
+from .document import Context, document
+from .html import to_html
 from .progress import Lasso
-from .report import Context, counterexample_text, lasso_text
-from .trace import Trace
+from .report import counterexample_text, lasso_text
+from .trace import Trace, holds, successors
 
-SCHEMA_VERSION = 1
-FORMATS = ("text", "json", "dot", "graphml")
-EXTENSIONS = {"text": "txt", "json": "json", "dot": "dot", "graphml": "graphml"}
-
-
-def fingerprint(model: Model) -> str:
-    """Identifies the model's shape: fields, domains and actions (not guard settings' effects)."""
-    h = hashlib.sha256()
-    for f in model.schema.fields:
-        h.update(f"{f.name}:{f.domain.describe()}\n".encode())
-    for a in model.actions:
-        h.update(f"{a.key}\n".encode())
-    return h.hexdigest()[:16]
+FORMATS = ("text", "json", "dot", "graphml", "html", "pytest", "svg")
+DEFAULT_FORMATS = ("text", "json", "dot", "graphml", "html", "pytest")
+EXTENSIONS = {"text": "txt", "json": "json", "dot": "dot", "graphml": "graphml", "html": "html",
+              "pytest": "py", "svg": "svg"}
+GRAPHVIZ_HINT = ("Graphviz is not installed: install it (Debian/Ubuntu: apt install graphviz; "
+                 "Fedora: dnf install graphviz; macOS: brew install graphviz), or render the .dot "
+                 "file yourself with: dot -Tsvg FILE.dot -o FILE.svg")
 
 
-def trace_graph(trace: Trace, bound: Bound, lasso: Lasso | None = None) -> nx.DiGraph:
+class ExportError(Exception):
+    """An export that cannot be written (a format needs a tool that is missing)."""
+
+
+def graphviz() -> str | None:
+    return shutil.which("dot")
+
+
+@dataclass
+class Neighbourhood:
+    """States around a trace: `nodes` maps a state to its node id, `edges` are
+    (source id, target id, action id) for every step explored from them."""
+
+    depth: int
+    nodes: dict[tuple[int, ...], str]
+    parents: dict[str, str]
+    edges: list[tuple[str, str, int]]
+
+
+def explore_around(compiled: Compiled, trace: Trace, depth: int) -> Neighbourhood:
+    """Every step from each state of the trace, and from the states they reach, to `depth`."""
+    schema = trace.model.schema
+    nodes: dict[tuple[int, ...], str] = {}
+    for i, values in enumerate(trace.states):
+        nodes.setdefault(tuple(schema.pack(values)), f"s{i}")
+    parents: dict[str, str] = {}
+    edges: list[tuple[str, str, int]] = []
+    frontier = list(dict.fromkeys(nodes))
+    for _ in range(depth):
+        following: list[tuple[int, ...]] = []
+        for words in frontier:
+            for action, succ in successors(compiled, words):
+                if succ not in nodes:
+                    nodes[succ] = f"n{len(parents)}"
+                    parents[nodes[succ]] = nodes[words]
+                    following.append(succ)
+                edges.append((nodes[words], nodes[succ], action.id))
+        frontier = following
+    return Neighbourhood(depth, nodes, parents, sorted(set(edges), key=_edge_order))
+
+
+def _edge_order(edge: tuple[str, str, int]) -> tuple[int, int, int, int, int]:
+    def num(node: str) -> tuple[int, int]:
+        return (0 if node[0] == "s" else 1, int(node[1:]))
+
+    return (*num(edge[0]), *num(edge[1]), edge[2])
+
+
+def trace_graph(trace: Trace, bound: Bound, lasso: Lasso | None = None,
+                around: Neighbourhood | None = None) -> nx.DiGraph:
     """The trace as a graph; a lasso's last step goes back to the state its cycle starts in."""
-    g = nx.DiGraph(invariant=bound.name, model=trace.model.name)
+    model = trace.model
+    g = nx.DiGraph(invariant=bound.name, model=model.name)
     last = len(trace.states) - 1
     back = len(lasso.prefix) if lasso is not None and lasso.cycle else None
     for i in range(len(trace.states) - (back is not None)):
@@ -48,27 +102,59 @@ def trace_graph(trace: Trace, bound: Bound, lasso: Lasso | None = None) -> nx.Di
         g.add_node(
             f"s{i}",
             step=i,
+            on_trace=True,
             changes="; ".join(f"{f.name}: {f.label(a)} -> {f.label(b)}" for f, a, b in changes),
             violated=(i == last) if lasso is None else (back is not None and i >= back),
         )
     for n, action in enumerate(trace.actions, start=1):
         target = f"s{back}" if back is not None and n == last else f"s{n}"
-        g.add_edge(f"s{n - 1}", target, step=n, actor=action.actor, action=action.key,
+        g.add_edge(f"s{n - 1}", target, step=n, on_trace=True, actor=action.actor, action=action.key,
                    kernel=action.kernel, text=action.text)
+    if around is not None:
+        _add_neighbourhood(g, trace, bound, around)
     return g
+
+
+def _add_neighbourhood(g: nx.DiGraph, trace: Trace, bound: Bound, around: Neighbourhood) -> None:
+    model = trace.model
+    schema = model.schema
+    g.graph["neighbourhood"] = around.depth
+    values = {node: schema.unpack(words) for words, node in around.nodes.items()}
+    for node, parent in around.parents.items():
+        before, after = values[parent], values[node]
+        changes = [(f, a, b) for f, a, b in zip(schema.fields, before, after, strict=True) if a != b]
+        g.add_node(node, step=-1, on_trace=False,
+                   changes="; ".join(f"{f.name}: {f.label(a)} -> {f.label(b)}" for f, a, b in changes),
+                   violated=bound.kind.value == "ALWAYS" and not holds(model, bound.term, after))
+    for src, dst, aid in around.edges:
+        if g.has_edge(src, dst) and g.edges[src, dst]["on_trace"]:
+            continue
+        action = model.actions[aid]
+        if g.has_edge(src, dst):  # two actions between the same states: keep the first
+            continue
+        g.add_edge(src, dst, step=-1, on_trace=False, actor=action.actor, action=action.key,
+                   kernel=action.kernel, text=action.text)
 
 
 def to_dot(g: nx.DiGraph) -> str:
     def q(s: object) -> str:
         return '"' + str(s).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
-    lines = [f"digraph {q(g.graph.get('invariant', 'trace'))} {{", "  node [shape=box, fontname=monospace];"]
+    lines = [f"digraph {q(g.graph.get('invariant', 'trace'))} {{", "  node [shape=box, fontname=monospace];",
+             "  edge [fontname=monospace];"]
     for node, data in g.nodes(data=True):
         label = f"{node}" + (f"\n{data['changes'].replace('; ', chr(10))}" if data["changes"] else "")
         style = ", color=red, penwidth=2" if data["violated"] else ""
+        if not data["on_trace"]:
+            style += ", style=dashed, fontcolor=gray40, color=" + ("red" if data["violated"] else "gray60")
         lines.append(f"  {q(node)} [label={q(label)}{style}];")
     for a, b, data in g.edges(data=True):
-        lines.append(f"  {q(a)} -> {q(b)} [label={q(str(data['step']) + ' ' + data['actor'] + ': ' + data['text'])}];")
+        if data["on_trace"]:
+            lines.append(f"  {q(a)} -> {q(b)} [label={q(str(data['step']) + ' ' + data['actor'] + ': ' + data['text'])}"
+                         ", penwidth=2];")
+        else:
+            lines.append(f"  {q(a)} -> {q(b)} [label={q(data['actor'] + ': ' + data['text'])}, style=dashed, "
+                         "color=gray60, fontcolor=gray40];")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -77,63 +163,82 @@ def to_graphml(g: nx.DiGraph) -> str:
     return "\n".join(nx.generate_graphml(g)) + "\n"
 
 
-def to_json(trace: Trace, bound: Bound, context: Context, lasso: Lasso | None = None) -> str:
-    model = trace.model
-    inv = bound.invariant
-    doc = {
-        "format": "kvm-mmu-checker counterexample",
-        "schema_version": SCHEMA_VERSION,
-        "model": {
-            "name": model.name,
-            "components": list(model.parts),
-            "fingerprint": fingerprint(model),
-            "guards_off": model.guards_off(),
-        },
-        "spec": context.spec,
-        "command": context.command,
-        "invariant": {"name": inv.name, "kind": inv.kind.value, "statement": inv.statement,
-                      "reference": inv.reference},
-        "start": model.schema.describe(model.init),
-        "steps": [
-            {
-                "step": n,
-                "actor": a.actor,
-                "action": a.key,
-                "kernel": a.kernel,
-                "text": a.text,
-                "changes": {f.name: [f.label(old), f.label(new)] for f, old, new in trace.changes(n)},
-            }
-            for n, a in enumerate(trace.actions, start=1)
-        ],
-    }
-    if lasso is not None:
-        doc["cycle"] = {"who": lasso.who, "first_step": len(lasso.prefix) + 1, "steps": len(lasso.cycle)}
+def to_svg(dot: str) -> str:
+    exe = graphviz()
+    if exe is None:
+        raise ExportError(GRAPHVIZ_HINT)
+    done = subprocess.run([exe, "-Tsvg"], input=dot, capture_output=True, text=True, timeout=300, check=False)
+    if done.returncode != 0:
+        raise ExportError(f"Graphviz's dot failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def to_json(doc: dict[str, object]) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-def render(fmt: str, trace: Trace, bound: Bound, context: Context, lasso: Lasso | None = None) -> str:
+def to_pytest(doc: dict[str, object], name: str) -> str:
+    """A test file that replays the counterexample and asserts that it still reproduces."""
+    inv = doc["invariant"]["name"]  # type: ignore[index]
+    what = "no-progress cycle" if doc["result"] == "cycle" else "violation"
+    test = re.sub(r"\W", "_", f"test_{name}_still_reproduces")
+    literal = pprint.pformat(doc, width=100, sort_dicts=False)
+    return f'''"""Regression test: the {what} of {inv} in {doc["scenario"]["name"]}.
+
+Exported by: {doc["command"]}
+It replays the counterexample below against the current model and asserts that every
+step still applies and {inv} still breaks; it fails, naming the first step that no
+longer applies, once the model rules the trace out.
+Run it with: python -m pytest {name}.py
+"""
+
+from checker.replay import replay_document
+
+COUNTEREXAMPLE = {literal}
+
+
+def {test}() -> None:
+    replay = replay_document(COUNTEREXAMPLE, "{name}.py")
+    stopped = replay.stopped_at
+    assert stopped is None, f"step {{stopped.step}} ({{stopped.text}}) no longer applies: {{stopped.detail}}"
+    assert replay.reproduces, "\\n".join(replay.verdict)
+'''
+
+
+def render(fmt: str, trace: Trace, bound: Bound, context: Context, name: str, lasso: Lasso | None = None,
+           around: Neighbourhood | None = None, doc: dict[str, object] | None = None) -> str:
+    doc = doc if doc is not None else document(trace, bound, context, lasso)
     if fmt == "text":
         return counterexample_text(trace, bound, context) if lasso is None else lasso_text(trace, lasso, context)
     if fmt == "json":
-        return to_json(trace, bound, context, lasso)
-    if fmt == "dot":
-        return to_dot(trace_graph(trace, bound, lasso))
+        return to_json(doc)
+    if fmt == "html":
+        return to_html(doc)
+    if fmt == "pytest":
+        return to_pytest(doc, name)
+    if fmt in ("dot", "svg"):
+        dot = to_dot(trace_graph(trace, bound, lasso, around))
+        return dot if fmt == "dot" else to_svg(dot)
     if fmt == "graphml":
-        return to_graphml(trace_graph(trace, bound, lasso))
+        return to_graphml(trace_graph(trace, bound, lasso, around))
     raise ValueError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
 
 
 def write(directory: Path, name: str, formats: list[str], trace: Trace, bound: Bound,
-          context: Context, lasso: Lasso | None = None) -> list[Path]:
+          context: Context, lasso: Lasso | None = None, around: Neighbourhood | None = None) -> list[Path]:
     """Render every format first, then move the files into place; return their paths."""
-    rendered = {fmt: render(fmt, trace, bound, context, lasso) for fmt in formats}
+    doc = document(trace, bound, context, lasso)
+    rendered = {fmt: render(fmt, trace, bound, context, name, lasso, around, doc) for fmt in formats}
     directory.mkdir(parents=True, exist_ok=True)
+    umask = os.umask(0)
+    os.umask(umask)
     paths = []
     for fmt, text in rendered.items():
         target = directory / f"{name}.{EXTENSIONS[fmt]}"
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o666 & ~umask)  # as open() would create it, not mkstemp's 0600
         os.replace(tmp, target)
         paths.append(target)
     return paths

@@ -6,20 +6,17 @@ columns where the content allows.
 
 from __future__ import annotations
 
-import textwrap
-from collections.abc import Sequence
-from dataclasses import dataclass
-
-import z3
+import shlex
+from collections.abc import Mapping, Sequence
 
 from invariants import Bound
-from model.lang import Field, Model, free_constants, show
+from model.lang import Field, Model, show
 
+from .diagram import WIDTH, Diagram, field_filter, steps_lines, wrap
+from .document import Context, Failing, actor_title, failing, read_fields
 from .explicit import SearchResult
 from .progress import Lasso
-from .trace import Trace, failing_part, holds
-
-WIDTH = 80
+from .trace import Trace
 
 
 def summary_line(result: SearchResult) -> str:
@@ -37,9 +34,14 @@ def field_groups(model: Model) -> list[tuple[str, list[Field]]]:
     return list(groups.items())
 
 
-def state_lines(model: Model, values: Sequence[int], indent: str = "  ") -> list[str]:
+def state_lines(model: Model, values: Sequence[int], indent: str = "  ",
+                keep: set[str] | None = None) -> list[str]:
+    """The state, one line per field family; only the fields in `keep` when given."""
     lines = []
-    for name, fields in field_groups(model):
+    for name, family in field_groups(model):
+        fields = [f for f in family if keep is None or f.name in keep]
+        if not fields:
+            continue
         if len(fields) == 1 and "[" not in fields[0].name:
             f = fields[0]
             lines.append(f"{indent}{name} = {f.label(values[f.index])}")
@@ -50,22 +52,16 @@ def state_lines(model: Model, values: Sequence[int], indent: str = "  ") -> list
     return lines
 
 
-@dataclass
-class Context:
-    """Where a run came from, for the counterexample header."""
-
-    spec: str  # the spec file as given, or "<default>"
-    command: str  # the command that reproduces the run
-
-
 def counterexample_text(trace: Trace, bound: Bound, context: Context) -> str:
     model = trace.model
     steps = len(trace.actions)
-    out = [f"KVM: x86/mmu: {bound.name} violated after {steps} step{'s' if steps != 1 else ''}", ""]
+    f = failing(model, bound.term, trace.states[-1], bound.name)
+    out = [*wrap(f"{subject(bound)} {bound.name} violated after {steps} step{'s' if steps != 1 else ''}",
+                 WIDTH), ""]
     out += _header(model, context)
-    out += ["", "Start:", *state_lines(model, trace.states[0])]
-    out += ["", "Steps:", *steps_lines(trace)]
-    out += ["", *violation_lines(model, bound, trace.states[-1])]
+    out += ["", *_start(trace, f.where)]
+    out += ["", *steps_lines(trace)]
+    out += ["", *violation_lines(bound, f)]
     return "\n".join(out) + "\n"
 
 
@@ -73,9 +69,9 @@ def witness_text(trace: Trace, bound: Bound, context: Context) -> str:
     model = trace.model
     out = [f"Witness: {bound.name} reached after {len(trace.actions)} steps", ""]
     out += _header(model, context)
-    out += ["", "Start:", *state_lines(model, trace.states[0])]
-    out += ["", "Steps:", *steps_lines(trace)]
-    out += ["", f"Reached: {bound.name} (SOMETIMES)", *_wrap(bound.invariant.statement, "  ")]
+    out += ["", *_start(trace)]
+    out += ["", *steps_lines(trace)]
+    out += ["", f"Reached: {bound.name} (SOMETIMES)", *wrap(bound.invariant.statement, WIDTH, "  ")]
     return "\n".join(out) + "\n"
 
 
@@ -84,88 +80,84 @@ def lasso_text(trace: Trace, lasso: Lasso, context: Context) -> str:
     model = trace.model
     p, c = len(lasso.prefix), len(lasso.cycle)
     inv = lasso.bound.invariant
+    who = actor_title(lasso.who)
     if c:
-        title = f"KVM: x86/mmu: {inv.name} broken: {lasso.who} waits forever in a cycle of {c} steps"
+        title = f"{subject(lasso.bound)} {inv.name} broken: {who} waits forever in a cycle of {c} steps"
     else:
-        title = f"KVM: x86/mmu: {inv.name} broken: {lasso.who} waits forever and nothing can happen"
-    out = [*_wrap(title, ""), ""]
-    out += _header(model, context)
-    out += ["", "Start:", *state_lines(model, trace.states[0])]
-    out += ["", f"Steps to the cycle ({p}):", *steps_lines(trace, 1, p)]
-    if c:
-        out += ["", f"Cycle (steps {p + 1}-{p + c} repeat forever; every actor enabled throughout it "
-                "takes a step):", *steps_lines(trace, p + 1, p + c)]
-        out += [f"{'':>3} back to the state after step {p}" if p else f"{'':>3} back to the start"]
-    else:
-        out += ["", f"Stuck: no action is enabled after step {p}."]
-    out += ["", f"Broken: {inv.name} (PROGRESS)", *_wrap(inv.statement, "  ")]
-    out += _wrap(f"Reference: {inv.reference}", "  ", "             ")
+        title = f"{subject(lasso.bound)} {inv.name} broken: {who} waits forever and nothing can happen"
     waiting = dict(lasso.bound.waiting)[lasso.who]
-    out += ["  Waiting in every state of the cycle:", *_wrap(show(waiting, model.schema.by_name), "    ")]
-    mentioned = _mentioned(model, waiting)
-    if mentioned:
-        values = trace.states[p]
-        out += _wrap("where " + ", ".join(f"{f.name} = {f.label(values[f.index])}" for f in mentioned), "    ")
+    where = read_fields(model, waiting, trace.states[p])
+    out = [*wrap(title, WIDTH), ""]
+    out += _header(model, context)
+    out += ["", *_start(trace, where)]
+    d = Diagram(trace)
+    out += ["", *d.header(), *d.lines(1, p)]
+    if c:
+        out += [f"{'':>3} -- steps {p + 1}-{p + c} repeat forever; every actor enabled throughout "
+                "takes a step --", *d.lines(p + 1, p + c)]
+        out += [f"{'':>3} -- back to the state after step {p} --" if p else f"{'':>3} -- back to the start --"]
+    else:
+        out += [f"{'':>3} -- stuck: no action is enabled after step {p} --"]
+    out += ["", f"Broken: {inv.name} (PROGRESS)", *wrap(inv.statement, WIDTH, "  ")]
+    out += wrap(f"Reference: {inv.reference}", WIDTH, "  ", "             ")
+    out += [f"  {who} waits in every state of the cycle:", *wrap(show(waiting, model.schema.by_name), WIDTH, "    ")]
+    if where:
+        out += wrap("where " + ", ".join(f"{k} = {v}" for k, v in where.items()), WIDTH, "    ")
     return "\n".join(out) + "\n"
 
 
+def subject(bound: Bound) -> str:
+    """The subject prefix a patch about this invariant would carry."""
+    return "KVM: TDX:" if {"tdx", "guest", "tdx_huge"} & set(bound.invariant.requires) else "KVM: x86/mmu:"
+
+
+def command_lines(command: str, indent: str = "  ") -> list[str]:
+    """A shell command cut at option boundaries, with backslash continuations."""
+    words = shlex.split(command)
+    lines, current = [], indent + " ".join(shlex.quote(w) for w in words[:3])
+    i = 3
+    while i < len(words):
+        take = 2 if words[i].startswith("--") and i + 1 < len(words) and not words[i + 1].startswith("--") else 1
+        part = " ".join(shlex.quote(w) for w in words[i:i + take])
+        if len(current) + 1 + len(part) + 2 > WIDTH:
+            lines.append(current + " \\")
+            current = indent + "  " + part
+        else:
+            current += " " + part
+        i += take
+    return [*lines, current]
+
+
 def _header(model: Model, context: Context) -> list[str]:
-    return [
-        f"Spec:       {context.spec}",
-        f"Components: {', '.join(model.parts) or 'none'}",
-        f"Guards off: {', '.join(model.guards_off()) or 'none'}",
-        "Reproduce:",
-        f"  {context.command}",
-    ]
+    spec = f"Spec:       {context.spec}"
+    out = [spec] if len(spec) <= WIDTH else ["Spec:", f"  {context.spec}"]
+    out.append(f"Components: {', '.join(model.parts) or 'none'}")
+    off = sorted((g for g in model.guards.values() if not g.enabled), key=lambda g: g.name)
+    if not off:
+        out.append("Guards off: none")
+    for i, g in enumerate(off):
+        out += wrap(f"{g.name}: {g.summary}", WIDTH, "Guard off:  " if i == 0 else " " * 12, " " * 14)
+        out += wrap(f"Fix: {g.reference}", WIDTH, " " * 14, " " * 19)
+    out += ["Reproduce:", *command_lines(context.command)]
+    return out
 
 
-def steps_lines(trace: Trace, first: int = 1, last: int | None = None) -> list[str]:
-    """Steps `first`..`last` (1-based, inclusive; default all) with what each changed."""
-    actors = sorted({a.actor for a in trace.actions})
-    width = max((len(a) for a in actors), default=5)
-    lines = []
-    stop = len(trace.actions) if last is None else last
-    for n, action in enumerate(trace.actions, start=1):
-        if not first <= n <= stop:
-            continue
-        lead = f"{n:>3} {action.actor:<{width}}  "
-        lines += _wrap(action.text, lead, " " * len(lead))
-        for f, old, new in trace.changes(n):
-            lines += _wrap(f"{f.name}: {f.label(old)} -> {f.label(new)}", " " * (len(lead) + 2))
-    return lines
+def _start(trace: Trace, where: Mapping[str, str] | None = None) -> list[str]:
+    """The start state, cut to the fields the steps change or the verdict reads."""
+    keep = field_filter(trace, list(where or ()))
+    return ["Start (the fields the steps change or the verdict reads):",
+            *state_lines(trace.model, trace.states[0], keep=keep)]
 
 
-def violation_lines(model: Model, bound: Bound, values: Sequence[int]) -> list[str]:
+def violation_lines(bound: Bound, f: Failing) -> list[str]:
     inv = bound.invariant
     lines = [f"Violated: {inv.name} ({inv.kind.value})"]
-    lines += _wrap(inv.statement, "  ")
-    lines += _wrap(f"Reference: {inv.reference}", "  ", "             ")
-    if holds(model, bound.term, values):
-        raise AssertionError(f"z3 says {inv.name} holds in the final state")
-    chain = failing_part(model, bound.term, values)
-    part = chain[-1]
-    fields = model.schema.by_name
-    # Show the innermost failing implication (the rule that broke), else the innermost
-    # failing conjunct; "fails at" then names the exact comparison that is false.
-    implications = [t for t in chain[:-1] if z3.is_implies(t)]
-    ands = [i for i, t in enumerate(chain[:-1]) if z3.is_and(t)]
-    clause = implications[-1] if implications else chain[ands[-1] + 1] if ands else chain[0]
-    lines.append("  Failing part:")
-    lines += _wrap(show(clause, fields), "    ")
-    if clause is not part:
-        lines += _wrap("fails at: " + show(part, fields), "    ", "      ")
-    mentioned = _mentioned(model, part)
-    if mentioned:
-        lines += _wrap("where " + ", ".join(f"{f.name} = {f.label(values[f.index])}" for f in mentioned), "    ")
+    lines += wrap(inv.statement, WIDTH, "  ")
+    lines += wrap(f"Reference: {inv.reference}", WIDTH, "  ", "             ")
+    lines.append("  Failing part (z3):")
+    lines += wrap(f.clause, WIDTH, "    ")
+    if f.fails_at:
+        lines += wrap("fails at: " + f.fails_at, WIDTH, "    ", "      ")
+    if f.where:
+        lines += wrap("where " + ", ".join(f"{k} = {v}" for k, v in f.where.items()), WIDTH, "    ")
     return lines
-
-
-def _mentioned(model: Model, term: z3.ExprRef) -> list[Field]:
-    return sorted((model.schema.by_name[c.decl().name()] for c in free_constants(term)), key=lambda f: f.index)
-
-
-def _wrap(text: str, first: str, rest: str | None = None) -> list[str]:
-    return textwrap.wrap(
-        text, WIDTH, initial_indent=first, subsequent_indent=rest if rest is not None else first,
-        break_long_words=False, break_on_hyphens=False,
-    ) or [first.rstrip()]

@@ -79,6 +79,7 @@ class Spec:
     check_deadlock: bool
     expect: Expect | None
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    text: str = field(repr=False, default="")  # the TOML itself, for exports that replay it
     _models: dict[tuple[str, ...], Model] = field(repr=False, default_factory=dict)
 
     def build(self, guards: Mapping[str, bool] | None = None) -> Model:
@@ -167,7 +168,7 @@ def parse(text: str, source: str, name: str) -> Spec:
         raise SpecError(source, "description", "is not a string", "a string")
     spec = Spec(
         source, name, description, tuple(components), sizes, options, tuple(sorted(guards_off)),
-        invariants, depth, check_deadlock, _expect(raw, source), raw,
+        invariants, depth, check_deadlock, _expect(raw, source), raw, text,
     )
     _check_names(spec)
     return spec

@@ -62,6 +62,14 @@ def successor(compiled: Compiled, words: Sequence[int], action: Action) -> tuple
     return None
 
 
+def successors(compiled: Compiled, words: Sequence[int]) -> list[tuple[Action, tuple[int, ...]]]:
+    """Every step enabled in the packed state `words`, in action order, with its target."""
+    out = compiled.expand(np.array([words], dtype=np.uint64))
+    model = compiled.model
+    return sorted(((model.actions[aid], tuple(int(w) for w in succ[0])) for aid, _, succ in out),
+                  key=lambda pair: pair[0].id)
+
+
 def replay(compiled: Compiled, actions: Sequence[Action]) -> Trace:
     """Apply `actions` from the initial state; raise ReplayError at the first that is disabled."""
     model = compiled.model

@@ -186,7 +186,7 @@ INVARIANTS = (
         "external_mirrors_mirror", Kind.ALWAYS,
         "M-Inv1/2/5: every present mirror SPTE outside its owner's set_external_spte_present() "
         "window is mirrored in the S-EPT at the same level (a 4K leaf PENDING or MAPPED, a table)",
-        "set_external_spte_present() in tdp_mmu.c; brief §2.5",
+        "set_external_spte_present() in tdp_mmu.c; Documentation/virt/kvm/x86/tdx-tdp-mmu",
         ("tdx",), _external_mirrors_mirror,
     ),
     Invariant(
@@ -219,7 +219,7 @@ INVARIANTS = (
         "no_lost_accepted_data", Kind.ALWAYS,
         "M-Inv6: a page the guest accepted stays mapped (MAPPED, or BLOCKED on its way out) "
         "until userspace converts it to shared or punches it out",
-        "tdx_sept_remove_private_spte() callers; brief §2.5 M-Inv6",
+        "tdx_sept_remove_private_spte() callers: kvm_tdp_mmu_unmap_gfn_range(), tdp_mmu_zap_leafs()",
         ("guest",), _no_lost_accepted_data,
     ),
     Invariant(

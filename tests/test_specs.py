@@ -65,13 +65,6 @@ def test_spec_meets_its_expectation(path: Path, capsys: pytest.CaptureFixture[st
             assert complete == "yes"
 
 
-@pytest.mark.parametrize("path", [p for p in SPECS if "__" in p.stem], ids=lambda p: p.stem)
-def test_bug_specs_fail_when_checked_plainly(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--spec", str(path), "--ignore-expected"]) == 1
-    out = capsys.readouterr().out
-    assert "violation: " in out or "cycle: " in out
-
-
 def test_the_embedded_default_is_the_shipped_default_spec() -> None:
     embedded = (ROOT / "checker" / "scenarios" / "attributes-default.toml").read_bytes()
     assert embedded == (ROOT / "specs" / "attributes-default.toml").read_bytes()

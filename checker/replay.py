@@ -1,0 +1,276 @@
+"""`python -m checker replay FILE.json`: does a saved counterexample still reproduce?
+
+The file carries its scenario (the spec's TOML and the guard overrides of the run), so
+the model is rebuilt without the spec file; `--spec` and `--guard` replay it against
+another model instead, e.g. one with the fix switched back on. Steps are matched by
+action key (`name(param=value, ...)`) and applied one by one with the compiled model.
+The first step whose action does not exist or whose guard is false ends the replay; for
+a false guard, z3 names the part of it that fails. A step that applies but changes other
+fields than the file recorded is reported and the replay goes on from the new state.
+At the end the verdict is evaluated again: the invariant violated in the final state,
+or the cycle closing with its actor still waiting.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from invariants import CATALOGUE, Bound, Kind, select
+from model.lang import Action, Model, UnknownName, show
+
+from .compile import Compiled, compile_model
+from .diagram import WIDTH, wrap
+from .document import FORMAT, SCHEMA_VERSION, actor_title, failing, fingerprint, read_fields
+from .spec import Spec, SpecError, parse
+from .trace import failing_part, holds, successor
+
+
+class ReplayFileError(Exception):
+    """A counterexample file that cannot be replayed: names the file, the key and why."""
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        super().__init__(f"{source}: {key}: {problem}")
+
+
+REQUIRED = {"schema_version": int, "model": dict, "scenario": dict, "result": str, "invariant": dict,
+            "steps": list}
+
+
+def load_document(path: str | Path) -> dict[str, Any]:
+    source = str(path)
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ReplayFileError(source, "file", f"cannot be read ({e.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ReplayFileError(source, "json", f"not valid JSON ({e})") from None
+    check_document(doc, source)
+    return doc
+
+
+def check_document(doc: Any, source: str) -> None:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ReplayFileError(source, "format", f"not a counterexample file (expected format {FORMAT!r})")
+    version = doc.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ReplayFileError(source, "schema_version", f"{version!r} is not an integer")
+    if version > SCHEMA_VERSION:
+        raise ReplayFileError(source, "schema_version", f"{version} is newer than this checker's "
+                              f"{SCHEMA_VERSION}; replay it with a newer checker")
+    if version < SCHEMA_VERSION:
+        raise ReplayFileError(source, "schema_version", f"{version} is older than {SCHEMA_VERSION} and "
+                              "does not carry its scenario; export the counterexample again")
+    for key, kind in REQUIRED.items():
+        if not isinstance(doc.get(key), kind):
+            raise ReplayFileError(source, key, f"missing or not a {kind.__name__}")
+    if doc["result"] not in ("violation", "cycle"):
+        raise ReplayFileError(source, "result", f"{doc['result']!r} is not 'violation' or 'cycle'")
+    for i, step in enumerate(doc["steps"], start=1):
+        if not (isinstance(step, dict) and isinstance(step.get("action"), str)
+                and isinstance(step.get("changes"), dict)):
+            raise ReplayFileError(source, f"steps[{i}]", "needs an 'action' string and a 'changes' table")
+    if doc["result"] == "cycle":
+        cycle = doc.get("cycle")
+        if not (isinstance(cycle, dict) and isinstance(cycle.get("first_step"), int)
+                and isinstance(cycle.get("steps"), int) and isinstance(cycle.get("who"), str)):
+            raise ReplayFileError(source, "cycle", "a cycle needs 'who', 'first_step' and 'steps'")
+    for key in ("toml", "name"):
+        if not isinstance(doc["scenario"].get(key), str):
+            raise ReplayFileError(source, f"scenario.{key}", "missing or not a string")
+
+
+@dataclass
+class Outcome:
+    """One step of the replay."""
+
+    step: int
+    actor: str
+    text: str
+    status: str  # "ok" | "differs" | "missing" | "disabled"
+    detail: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Replay:
+    model: Model
+    outcomes: list[Outcome]
+    reproduces: bool
+    verdict: list[str]  # what the end of the replay found, one line each
+    notes: list[str]
+
+    @property
+    def stopped_at(self) -> Outcome | None:
+        return next((o for o in self.outcomes if o.status in ("missing", "disabled")), None)
+
+
+def scenario_spec(doc: Mapping[str, Any], source: str) -> Spec:
+    scenario = doc["scenario"]
+    try:
+        return parse(scenario["toml"], f"{source}: scenario", scenario["name"])
+    except SpecError as e:
+        raise ReplayFileError(source, "scenario.toml", str(e)) from None
+
+
+def file_guards(doc: Mapping[str, Any], source: str) -> dict[str, bool]:
+    guards = doc["scenario"].get("guards", {})
+    if not isinstance(guards, dict) or any(v not in ("on", "off") for v in guards.values()):
+        raise ReplayFileError(source, "scenario.guards", "must map guard names to 'on' or 'off'")
+    return {k: v == "on" for k, v in guards.items()}
+
+
+def replay_document(doc: Mapping[str, Any], source: str, spec: Spec | None = None,
+                    guards: Mapping[str, bool] | None = None) -> Replay:
+    """Replay `doc` against the model of `spec` (default: its own scenario) with `guards`
+    overriding the file's own guard settings."""
+    spec = spec if spec is not None else scenario_spec(doc, source)
+    overrides = {**file_guards(doc, source), **(guards or {})}
+    model = spec.build(overrides)
+    notes = _identity(doc, model, source)
+    bound = _bound(doc, model, source)
+    compiled = compile_model(model)
+    by_key = {a.key: a for a in model.actions}
+    words = model.init
+    states = [model.schema.unpack(words)]
+    outcomes: list[Outcome] = []
+    for n, step in enumerate(doc["steps"], start=1):
+        action = by_key.get(step["action"])
+        actor, text = step.get("actor", "?"), step.get("text", step["action"])
+        if action is None:
+            outcomes.append(Outcome(n, actor, text, "missing",
+                                    [f"the model has no action {step['action']}"]))
+            break
+        nxt = successor(compiled, words, action)
+        if nxt is None:
+            outcomes.append(Outcome(n, actor, text, "disabled", _why_disabled(model, action, states[-1])))
+            break
+        words = nxt
+        states.append(model.schema.unpack(words))
+        changes = _changes(model, states[-2], states[-1])
+        recorded = {k: list(v) for k, v in step["changes"].items()}
+        if changes == recorded:
+            outcomes.append(Outcome(n, actor, text, "ok"))
+        else:
+            outcomes.append(Outcome(n, actor, text, "differs", _difference(recorded, changes)))
+    stopped = next((o for o in outcomes if o.status in ("missing", "disabled")), None)
+    if stopped is not None:
+        verdict = [f"does not reproduce: step {stopped.step} ({actor_title(stopped.actor)}: {stopped.text}) "
+                   "no longer applies"]
+        return Replay(model, outcomes, False, verdict, notes)
+    if doc["result"] == "violation":
+        reproduces, verdict = _violation_verdict(model, bound, states)
+    else:
+        reproduces, verdict = _cycle_verdict(compiled, bound, doc["cycle"], states, source)
+    differs = next((o for o in outcomes if o.status == "differs"), None)
+    if differs is not None and not reproduces:
+        verdict.append(f"  (from step {differs.step} on, the steps change other fields than the file recorded)")
+    return Replay(model, outcomes, reproduces, verdict, notes)
+
+
+def _identity(doc: Mapping[str, Any], model: Model, source: str) -> list[str]:
+    """The file must come from this model (same components); a changed shape is only noted."""
+    recorded = doc["model"]
+    components = recorded.get("components")
+    if components != list(model.parts):
+        raise ReplayFileError(source, "model.components", f"the file is from a different model: "
+                              f"{components!r}, but this model has {list(model.parts)!r}")
+    notes = []
+    if recorded.get("fingerprint") != fingerprint(model):
+        notes.append(f"the model's fields or actions differ from the file's (fingerprint "
+                     f"{recorded.get('fingerprint')} -> {fingerprint(model)}); steps are matched by name")
+    return notes
+
+
+def _bound(doc: Mapping[str, Any], model: Model, source: str) -> Bound:
+    name = doc["invariant"].get("name")
+    try:
+        [bound] = select(CATALOGUE, model, [name])
+    except (UnknownName, ValueError):
+        raise ReplayFileError(source, "invariant.name", f"{name!r} is not an invariant of this model") from None
+    want = Kind.ALWAYS if doc["result"] == "violation" else Kind.PROGRESS
+    if bound.kind is not want:
+        raise ReplayFileError(source, "invariant.name", f"{name!r} is {bound.kind.value}, not {want.value}")
+    return bound
+
+
+def _changes(model: Model, before: Sequence[int], after: Sequence[int]) -> dict[str, list[str]]:
+    return {f.name: [f.label(a), f.label(b)]
+            for f, a, b in zip(model.schema.fields, before, after, strict=True) if a != b}
+
+
+def _difference(recorded: dict[str, list[str]], now: dict[str, list[str]]) -> list[str]:
+    lines = []
+    for name in sorted(set(recorded) | set(now)):
+        was, is_ = recorded.get(name), now.get(name)
+        if was != is_:
+            lines.append(f"{name}: recorded {' -> '.join(was) if was else 'unchanged'}, "
+                         f"now {' -> '.join(is_) if is_ else 'unchanged'}")
+    return lines
+
+
+def _why_disabled(model: Model, action: Action, values: Sequence[int]) -> list[str]:
+    """The part of the action's guard that is false here, found with z3."""
+    part = failing_part(model, action.guard, values)[-1]
+    fields = model.schema.by_name
+    lines = ["no longer applies: its guard is false; the part that fails:", "  " + show(part, fields)]
+    where = read_fields(model, part, values)
+    if where:
+        lines.append("  where " + ", ".join(f"{k} = {v}" for k, v in where.items()))
+    return lines
+
+
+def _violation_verdict(model: Model, bound: Bound, states: list[tuple[int, ...]]) -> tuple[bool, list[str]]:
+    steps = len(states) - 1
+    if holds(model, bound.term, states[-1]):
+        return False, [f"does not reproduce: every step applies, but {bound.name} holds after step {steps}"]
+    f = failing(model, bound.term, states[-1], bound.name)
+    verdict = [f"reproduces: {bound.name} violated after {steps} steps", f"  failing part: {f.clause}"]
+    if f.fails_at:
+        verdict.append(f"  fails at: {f.fails_at}")
+    if f.where:
+        verdict.append("  where " + ", ".join(f"{k} = {v}" for k, v in f.where.items()))
+    return True, verdict
+
+
+def _cycle_verdict(compiled: Compiled, bound: Bound, cycle: Mapping[str, Any], states: list[tuple[int, ...]],
+                   source: str) -> tuple[bool, list[str]]:
+    model = compiled.model
+    first, length, who = cycle["first_step"], cycle["steps"], cycle["who"]
+    waiting = dict(bound.waiting).get(who)
+    if waiting is None:
+        raise ReplayFileError(source, "cycle.who", f"{who!r} is not an actor that {bound.name} watches")
+    if first + length - 1 != len(states) - 1:
+        raise ReplayFileError(source, "cycle", "first_step and steps do not end at the last step")
+    loop = states[first - 1:]
+    if length and loop[0] != loop[-1]:
+        return False, [f"does not reproduce: after step {len(states) - 1} the state is not the one "
+                       f"after step {first - 1}, so the cycle does not close"]
+    if not length:
+        packed = model.schema.pack(states[-1])
+        if any(successor(compiled, packed, a) is not None for a in model.actions):
+            return False, [f"does not reproduce: an action is enabled after step {first - 1}"]
+    for i, values in enumerate(loop):
+        if not holds(model, waiting, values):
+            return False, [f"does not reproduce: {actor_title(who)} does not wait after step {first - 1 + i}"]
+    what = f"a cycle of {length} steps" if length else "a state where nothing can happen"
+    return True, [f"reproduces: {bound.name} broken: {actor_title(who)} waits forever in {what}"]
+
+
+def report_lines(replay: Replay, source: str) -> list[str]:
+    model = replay.model
+    out = [f"replay: {source}",
+           *wrap(f"model: {model.name} (components: {', '.join(model.parts)}; "
+                 f"guards off: {', '.join(model.guards_off()) or 'none'})", WIDTH, "", "  ")]
+    out += [line for n in replay.notes for line in wrap(f"note: {n}", WIDTH, "", "  ")]
+    width = max((len(actor_title(o.actor)) for o in replay.outcomes), default=5)
+    for o in replay.outcomes:
+        status = {"ok": "ok", "differs": "differs", "missing": "FAILS", "disabled": "FAILS"}[o.status]
+        lead = f"{o.step:>3} {status:<8} {actor_title(o.actor):<{width}}  "
+        out += wrap(o.text, WIDTH, lead, " " * len(lead))
+        detail = " " * 13
+        for line in o.detail:
+            out += wrap(line, WIDTH, detail, detail + "  ")
+    return out + [line for v in replay.verdict for line in wrap(v, WIDTH, "", "    ")]
