@@ -16,9 +16,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Sequence
 
-from model.lang import Action, Field
-
-from .document import actor_title, actors
+from .document import actor_title, actors, own_name
 from .trace import Trace
 
 WIDTH = 80
@@ -83,7 +81,7 @@ class Diagram:
             value = f"{f.label(old)} -> {f.label(new)}"
             if len(indent) + 2 + len(value) <= self.block:
                 value = value.replace(" ", NBSP)
-            change = f"{own_name(f, action)}: " + value.replace(f"->{' '}", f"->{NBSP}")
+            change = f"{own_name(f.name, action.actor)}: " + value.replace(f"->{' '}", f"->{NBSP}")
             block += [line.replace(NBSP, " ") for line in wrap(change, self.block, indent, indent + "  ")]
         # a word too long for the last columns pulls the block left rather than past WIDTH
         offset = MARGIN + column * self.spacing
@@ -101,14 +99,6 @@ def breakable(text: str, width: int) -> str:
             word = word.replace("(", "(" + BREAK).replace(",", "," + BREAK)
         words.append(word)
     return " ".join(words)
-
-
-def own_name(f: Field, action: Action) -> str:
-    """The field's name, without the index when the index is the acting actor itself."""
-    base, _, label = f.name.partition("[")
-    if label[:-1].lower() == action.actor.lower():
-        return base
-    return f.name
 
 
 def steps_lines(trace: Trace, first: int = 1, last: int | None = None) -> list[str]:

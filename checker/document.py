@@ -58,6 +58,13 @@ def actor_title(actor: str) -> str:
     return " ".join(words)
 
 
+def own_name(field: str, actor: str) -> str:
+    """The field's name, without the index when the index is the acting actor itself:
+    `fault.step[vcpu0]` is `fault.step` in vCPU0's column, which already says whose it is."""
+    base, _, label = field.partition("[")
+    return base if label[:-1].lower() == actor.lower() else field
+
+
 def actors(trace: Trace) -> list[str]:
     """The actors that take part, in the order they first step (the diagram's columns)."""
     return list(dict.fromkeys(a.actor for a in trace.actions))

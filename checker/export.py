@@ -24,7 +24,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from invariants import Bound
+from invariants import Bound, Kind
 
 from .compile import Compiled
 from .document import Context, document
@@ -125,13 +125,11 @@ def _add_neighbourhood(g: nx.DiGraph, trace: Trace, bound: Bound, around: Neighb
         changes = [(f, a, b) for f, a, b in zip(schema.fields, before, after, strict=True) if a != b]
         g.add_node(node, step=-1, on_trace=False,
                    changes="; ".join(f"{f.name}: {f.label(a)} -> {f.label(b)}" for f, a, b in changes),
-                   violated=bound.kind.value == "ALWAYS" and not holds(model, bound.term, after))
+                   violated=bound.kind is Kind.ALWAYS and not holds(model, bound.term, after))
     for src, dst, aid in around.edges:
-        if g.has_edge(src, dst) and g.edges[src, dst]["on_trace"]:
+        if g.has_edge(src, dst):  # the trace's own step, or a second action between the same states
             continue
         action = model.actions[aid]
-        if g.has_edge(src, dst):  # two actions between the same states: keep the first
-            continue
         g.add_edge(src, dst, step=-1, on_trace=False, actor=action.actor, action=action.key,
                    kernel=action.kernel, text=action.text)
 

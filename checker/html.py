@@ -17,6 +17,8 @@ import json
 from html import escape
 from typing import Any
 
+from .document import own_name
+
 __all__ = ["to_html"]
 
 
@@ -186,12 +188,6 @@ def _toolbar(doc: dict[str, Any]) -> str:
     ])
 
 
-def _own_name(field: str, actor: str) -> str:
-    """The field's name, without the index when the index is the acting actor itself (as in the text export)."""
-    base, _, label = field.partition("[")
-    return base if label[:-1].lower() == actor.lower() else field
-
-
 def _swimlanes(doc: dict[str, Any], lanes: list[tuple[str, str]]) -> str:
     steps = _steps(doc)
     cycle = doc.get("cycle")
@@ -258,7 +254,7 @@ def _box(step: dict[str, Any], tag: str, lane_title: str) -> str:
     if changes:
         out.append('<ul class="changes">')
         for f, (old, new) in changes.items():
-            out.append(f'<li title="{_e(f)}"><code class="f">{_e(_own_name(f, str(step.get("actor", ""))))}</code> '
+            out.append(f'<li title="{_e(f)}"><code class="f">{_e(own_name(f, str(step.get("actor", ""))))}</code> '
                        f'<code class="old">{_e(old)}</code> → <code class="new">{_e(new)}</code></li>')
         out.append("</ul>")
     out.append("</div>")
