@@ -14,7 +14,6 @@ Lines stay within `WIDTH` columns unless one word is longer than its column.
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
 
 from .document import actor_title, actors, own_name
 from .trace import Trace
@@ -101,13 +100,7 @@ def breakable(text: str, width: int) -> str:
     return " ".join(words)
 
 
-def steps_lines(trace: Trace, first: int = 1, last: int | None = None) -> list[str]:
-    """The diagram of steps `first`..`last` with its column headers."""
+def steps_lines(trace: Trace) -> list[str]:
+    """The diagram of the whole trace with its column headers."""
     d = Diagram(trace)
-    return [*d.header(), *d.lines(first, last)]
-
-
-def field_filter(trace: Trace, extra: Sequence[str] = ()) -> set[str]:
-    """The fields a reader of this trace needs at the start: those a step changes, and `extra`."""
-    names = {f.name for n in range(1, len(trace.actions) + 1) for f, _, _ in trace.changes(n)}
-    return names | set(extra)
+    return [*d.header(), *d.lines()]

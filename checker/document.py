@@ -92,6 +92,11 @@ def failing(model: Model, term: z3.BoolRef, values: Sequence[int], name: str) ->
                    read_fields(model, part, values))
 
 
+def where_text(where: dict[str, str]) -> str:
+    """`where f = v, ...` for the fields a formula reads."""
+    return "where " + ", ".join(f"{k} = {v}" for k, v in where.items())
+
+
 def read_fields(model: Model, term: z3.ExprRef, values: Sequence[int]) -> dict[str, str]:
     """The fields `term` mentions, in schema order, with their values in `values`."""
     mentioned: list[Field] = sorted((model.schema.by_name[c.decl().name()] for c in free_constants(term)),

@@ -216,9 +216,7 @@ class ExplicitSearch:
 
     def _stops(self, violations: list[Hit]) -> bool:
         """A violation ends the search, unless every invariant's is wanted and some are missing."""
-        if not self.all_violations:
-            return bool(violations)
-        return len(violations) == len(self.always)
+        return bool(violations) and (not self.all_violations or len(violations) == len(self.always))
 
     def _check(self, level: Level, depth: int, witnesses: dict[str, Hit | None], known: set[str]) -> list[Hit]:
         """Invariants violated (for the first time) and witnesses reached in this level."""

@@ -69,7 +69,7 @@ def explore_around(compiled: Compiled, trace: Trace, depth: int) -> Neighbourhoo
         nodes.setdefault(tuple(schema.pack(values)), f"s{i}")
     parents: dict[str, str] = {}
     edges: list[tuple[str, str, int]] = []
-    frontier = list(dict.fromkeys(nodes))
+    frontier = list(nodes)
     for _ in range(depth):
         following: list[tuple[int, ...]] = []
         for words in frontier:
@@ -203,9 +203,9 @@ def {test}() -> None:
 '''
 
 
-def render(fmt: str, trace: Trace, bound: Bound, context: Context, name: str, lasso: Lasso | None = None,
-           around: Neighbourhood | None = None, doc: dict[str, object] | None = None) -> str:
-    doc = doc if doc is not None else document(trace, bound, context, lasso)
+def render(fmt: str, doc: dict[str, object], trace: Trace, bound: Bound, context: Context, name: str,
+           lasso: Lasso | None = None, around: Neighbourhood | None = None) -> str:
+    """One format of the counterexample whose document is `doc`."""
     if fmt == "text":
         return counterexample_text(trace, bound, context) if lasso is None else lasso_text(trace, lasso, context)
     if fmt == "json":
@@ -226,7 +226,7 @@ def write(directory: Path, name: str, formats: list[str], trace: Trace, bound: B
           context: Context, lasso: Lasso | None = None, around: Neighbourhood | None = None) -> list[Path]:
     """Render every format first, then move the files into place; return their paths."""
     doc = document(trace, bound, context, lasso)
-    rendered = {fmt: render(fmt, trace, bound, context, name, lasso, around, doc) for fmt in formats}
+    rendered = {fmt: render(fmt, doc, trace, bound, context, name, lasso, around) for fmt in formats}
     directory.mkdir(parents=True, exist_ok=True)
     umask = os.umask(0)
     os.umask(umask)

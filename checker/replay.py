@@ -24,7 +24,8 @@ from model.lang import Action, Model, UnknownName, show
 
 from .compile import Compiled, compile_model
 from .diagram import WIDTH, wrap
-from .document import FORMAT, SCHEMA_VERSION, actor_title, failing, fingerprint, read_fields
+from .document import FORMAT, SCHEMA_VERSION, actor_title, failing, fingerprint, read_fields, where_text
+from .report import failing_lines
 from .spec import Spec, SpecError, parse
 from .trace import failing_part, holds, successor
 
@@ -155,19 +156,21 @@ def replay_document(doc: Mapping[str, Any], source: str, spec: Spec | None = Non
             outcomes.append(Outcome(n, actor, text, "ok"))
         else:
             outcomes.append(Outcome(n, actor, text, "differs", _difference(recorded, changes)))
-    stopped = next((o for o in outcomes if o.status in ("missing", "disabled")), None)
+    replay = Replay(model, outcomes, False, [], notes)
+    stopped = replay.stopped_at
     if stopped is not None:
-        verdict = [f"does not reproduce: step {stopped.step} ({actor_title(stopped.actor)}: {stopped.text}) "
-                   "no longer applies"]
-        return Replay(model, outcomes, False, verdict, notes)
+        replay.verdict = [f"does not reproduce: step {stopped.step} ({actor_title(stopped.actor)}: "
+                          f"{stopped.text}) no longer applies"]
+        return replay
     if doc["result"] == "violation":
-        reproduces, verdict = _violation_verdict(model, bound, states)
+        replay.reproduces, replay.verdict = _violation_verdict(model, bound, states)
     else:
-        reproduces, verdict = _cycle_verdict(compiled, bound, doc["cycle"], states, source)
+        replay.reproduces, replay.verdict = _cycle_verdict(compiled, bound, doc["cycle"], states, source)
     differs = next((o for o in outcomes if o.status == "differs"), None)
-    if differs is not None and not reproduces:
-        verdict.append(f"  (from step {differs.step} on, the steps change other fields than the file recorded)")
-    return Replay(model, outcomes, reproduces, verdict, notes)
+    if differs is not None and not replay.reproduces:
+        replay.verdict.append(f"  (from step {differs.step} on, the steps change other fields than the file "
+                              "recorded)")
+    return replay
 
 
 def _identity(doc: Mapping[str, Any], model: Model, source: str) -> list[str]:
@@ -218,7 +221,7 @@ def _why_disabled(model: Model, action: Action, values: Sequence[int]) -> list[s
     lines = ["no longer applies: its guard is false; the part that fails:", "  " + show(part, fields)]
     where = read_fields(model, part, values)
     if where:
-        lines.append("  where " + ", ".join(f"{k} = {v}" for k, v in where.items()))
+        lines.append("  " + where_text(where))
     return lines
 
 
@@ -227,12 +230,7 @@ def _violation_verdict(model: Model, bound: Bound, states: list[tuple[int, ...]]
     if holds(model, bound.term, states[-1]):
         return False, [f"does not reproduce: every step applies, but {bound.name} holds after step {steps}"]
     f = failing(model, bound.term, states[-1], bound.name)
-    verdict = [f"reproduces: {bound.name} violated after {steps} steps", f"  failing part: {f.clause}"]
-    if f.fails_at:
-        verdict.append(f"  fails at: {f.fails_at}")
-    if f.where:
-        verdict.append("  where " + ", ".join(f"{k} = {v}" for k, v in f.where.items()))
-    return True, verdict
+    return True, [f"reproduces: {bound.name} violated after {steps} steps", *failing_lines(f)]
 
 
 def _cycle_verdict(compiled: Compiled, bound: Bound, cycle: Mapping[str, Any], states: list[tuple[int, ...]],

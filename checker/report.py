@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from invariants import Bound
 from model.lang import Field, Model, show
 
-from .diagram import WIDTH, Diagram, field_filter, steps_lines, wrap
-from .document import Context, Failing, actor_title, failing, read_fields
+from .diagram import WIDTH, Diagram, steps_lines, wrap
+from .document import Context, Failing, actor_title, failing, read_fields, where_text
 from .explicit import SearchResult
 from .progress import Lasso
 from .trace import Trace
@@ -102,7 +102,7 @@ def lasso_text(trace: Trace, lasso: Lasso, context: Context) -> str:
     out += wrap(f"Reference: {inv.reference}", WIDTH, "  ", "             ")
     out += [f"  {who} waits in every state of the cycle:", *wrap(show(waiting, model.schema.by_name), WIDTH, "    ")]
     if where:
-        out += wrap("where " + ", ".join(f"{k} = {v}" for k, v in where.items()), WIDTH, "    ")
+        out += wrap(where_text(where), WIDTH, "    ")
     return "\n".join(out) + "\n"
 
 
@@ -144,7 +144,7 @@ def _header(model: Model, context: Context) -> list[str]:
 
 def _start(trace: Trace, where: Mapping[str, str] | None = None) -> list[str]:
     """The start state, cut to the fields the steps change or the verdict reads."""
-    keep = field_filter(trace, list(where or ()))
+    keep = {f.name for n in range(1, len(trace.actions) + 1) for f, _, _ in trace.changes(n)} | set(where or ())
     return ["Start (the fields the steps change or the verdict reads):",
             *state_lines(trace.model, trace.states[0], keep=keep)]
 
@@ -154,10 +154,14 @@ def violation_lines(bound: Bound, f: Failing) -> list[str]:
     lines = [f"Violated: {inv.name} ({inv.kind.value})"]
     lines += wrap(inv.statement, WIDTH, "  ")
     lines += wrap(f"Reference: {inv.reference}", WIDTH, "  ", "             ")
-    lines.append("  Failing part (z3):")
-    lines += wrap(f.clause, WIDTH, "    ")
+    return lines + failing_lines(f)
+
+
+def failing_lines(f: Failing) -> list[str]:
+    """The part of an invariant z3 finds false: the clause, the comparison, the values."""
+    lines = ["  Failing part (z3):", *wrap(f.clause, WIDTH, "    ")]
     if f.fails_at:
         lines += wrap("fails at: " + f.fails_at, WIDTH, "    ", "      ")
     if f.where:
-        lines += wrap("where " + ", ".join(f"{k} = {v}" for k, v in f.where.items()), WIDTH, "    ")
+        lines += wrap(where_text(f.where), WIDTH, "    ")
     return lines

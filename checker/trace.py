@@ -53,21 +53,17 @@ class Trace:
         return {f.name: v for f, v in zip(self.model.schema.fields, self.states[index], strict=True)}
 
 
-def successor(compiled: Compiled, words: Sequence[int], action: Action) -> tuple[int, ...] | None:
-    """The state `action` leads to from `words`, or None when its guard is false there."""
-    block = np.array([words], dtype=np.uint64)
-    for aid, _, succ in compiled.expand(block):
-        if aid == action.id:
-            return tuple(int(w) for w in succ[0])
-    return None
-
-
 def successors(compiled: Compiled, words: Sequence[int]) -> list[tuple[Action, tuple[int, ...]]]:
     """Every step enabled in the packed state `words`, in action order, with its target."""
     out = compiled.expand(np.array([words], dtype=np.uint64))
     model = compiled.model
     return sorted(((model.actions[aid], tuple(int(w) for w in succ[0])) for aid, _, succ in out),
                   key=lambda pair: pair[0].id)
+
+
+def successor(compiled: Compiled, words: Sequence[int], action: Action) -> tuple[int, ...] | None:
+    """The state `action` leads to from `words`, or None when its guard is false there."""
+    return next((succ for a, succ in successors(compiled, words) if a.id == action.id), None)
 
 
 def replay(compiled: Compiled, actions: Sequence[Action]) -> Trace:

@@ -42,6 +42,15 @@ def test_diehard_shortest_solution_has_six_steps() -> None:
     assert trace.actions[0].text in ("FillBigJug", "FillSmallJug")
 
 
+def test_all_violations_goes_on_past_the_first_and_never_stops_for_none() -> None:
+    model = diehard.build()
+    compiled = compile_model(model)
+    r = ExplicitSearch(compiled, [], Budget(), all_violations=True).run()
+    assert r.complete and r.stop == "fixpoint" and r.depth > 0  # no invariant: nothing to wait for
+    r = ExplicitSearch(compiled, [diehard.NOT_SOLVED.bind(model)], Budget(), all_violations=True).run()
+    assert r.stop == "violation" and [h.depth for h in r.violations] == [6]  # stops once all are found
+
+
 def test_depth_bound_stops_the_search_and_says_it_is_incomplete() -> None:
     _, r = search(twophase.build(3), depth=4)
     assert r.depth == 4 and not r.complete and r.stop == "depth"

@@ -37,6 +37,13 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def run_usage(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as e:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return int(e.value.code or 0), out, err
+
+
 def run_regression_file(path: Path) -> None:
     """Import an exported regression test file and run its test function."""
     spec = importlib.util.spec_from_file_location(f"regression_{abs(hash(path))}", path)
@@ -223,13 +230,6 @@ def test_neighbourhood_needs_a_graph_format(capsys: pytest.CaptureFixture[str], 
     code, _, err = run_usage(capsys, "--spec", str(A1), "--export", str(tmp_path), "--format", "text",
                              "--neighbourhood", "1")
     assert code == 2 and "--neighbourhood shapes the trace graph" in err
-
-
-def run_usage(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return int(e.value.code or 0), out, err
 
 
 def test_without_graphviz_svg_is_a_usage_error_and_dot_says_how_to_install_it(
