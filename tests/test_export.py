@@ -128,7 +128,13 @@ def test_replay_with_the_fix_names_the_first_step_and_the_failing_part_of_its_gu
 
 def test_the_regression_file_is_lint_clean_and_runs_under_pytest(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    run(capsys, "--spec", str(A1), "--export", str(tmp_path), "--format", "pytest")
+    # from a checkout deep enough that the spec's path alone is longer than a line
+    deep = tmp_path / ("checkout" * 8) / ("specs" * 10)
+    deep.mkdir(parents=True)
+    spec = deep / A1.name
+    spec.write_text(A1.read_text())
+    assert len(str(spec)) > 120
+    run(capsys, "--spec", str(spec), "--export", str(tmp_path), "--format", "pytest")
     path = tmp_path / f"{A1.stem}.py"
     lint = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--config",
                            str(ROOT / "pyproject.toml"), str(path)], capture_output=True, text=True, check=False)
