@@ -19,7 +19,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import networkx as nx
 from invariants import Bound, Kind
 
 from .compile import Compiled
+from .diagram import wrap
 from .document import Context, document
 from .html import to_html
 from .progress import Lasso
@@ -197,8 +197,7 @@ def to_pytest(doc: dict[str, object], name: str) -> str:
     test = re.sub(r"\W", "_", f"test_{name}_still_reproduces")
     literal = _literal(doc)
     # a path too long for a line stands alone on one, which ruff accepts as a single word
-    command = "\n".join(textwrap.wrap(f"Exported by: {doc['command']}", 96, subsequent_indent="    ",
-                                      break_long_words=False, break_on_hyphens=False))
+    command = "\n".join(wrap(f"Exported by: {doc['command']}", 96, rest="    "))
     return f'''"""Regression test: the {what} of {inv} in {doc["scenario"]["name"]}.
 
 {command}
