@@ -1,88 +1,243 @@
-"""`python -m checker`: check a scenario, list what a model has.
+"""`python -m checker` (or `kvm-mmu-checker`): check a scenario, replay a counterexample,
+list what a model has.
 
-Exit codes: 0 expectations met (or, with --ignore-expected / no expectations, no
-violation); 1 an invariant violated or an expectation not met; 2 bad usage or bad spec;
-3 stopped by a budget (--max-states, --time-limit) before the depth bound; 4 z3 answered
-unknown.
+The exit code is the answer (errors.EXIT_CODES, printed by --help): 0 expectations met;
+1 a violation or an expectation not met; 2 bad usage or bad input; 3 stopped by a budget;
+4 z3 answered unknown; 5 an internal error; 6 a system error (memory, disk); 130 and 143
+interrupted by SIGINT or SIGTERM. `main()` is the one place that turns an exception into
+an exit code: a crash never exits 0 or 1, and never shows a traceback unless asked
+(--debug, or KVM_MMU_CHECKER_DEBUG=1).
 """
 
 from __future__ import annotations
 
 import argparse
-import shlex
+import os
+import signal
 import sys
-import time
+import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
+from types import FrameType
+from typing import NoReturn
 
 from invariants import CATALOGUE, Bound, Kind, applicable
 from model.lang import Model, ModelError, SolverUnknown
 
 from . import export, report
+from .budget import Budget, Deadline, valid_time_limit
 from .compile import Compiled, CompileError, compile_model
 from .diagram import steps_lines
 from .document import Context
-from .explicit import Budget, ExplicitSearch, SearchResult
+from .errors import (
+    BUDGET,
+    EXIT_CODES,
+    INTERNAL,
+    INTERRUPTED,
+    OK,
+    SYSTEM,
+    TERMINATED,
+    UNKNOWN,
+    USAGE,
+    VIOLATION,
+    BudgetExceeded,
+    CheckerError,
+    Terminated,
+    UsageError,
+)
+from .explicit import ExplicitSearch, SearchResult
 from .export import explore_around
+from .files import check_output_dir
+from .meter import Meter, peak_rss_bytes, size_text
 from .progress import Lasso, find_lassos
-from .replay import ReplayFileError, load_document, replay_document, report_lines
+from .replay import load_document, replay_document, report_lines
 from .sanity import vacuous
-from .spec import Spec, SpecError, load, parse
+from .spec import SHIPPED, Spec, SpecError, find, from_text, read
+from .text import printable
 from .trace import Trace, rebuild, rebuild_lasso
 
-OK, VIOLATION, USAGE, BUDGET, UNKNOWN = 0, 1, 2, 3, 4
 DEFAULT_SPEC = "attributes-default"
+DEBUG_ENV = "KVM_MMU_CHECKER_DEBUG"
+MESSAGE_LIMIT = 2000  # characters of one error message
 
 
 def default_spec() -> Spec:
     text = resources.files("checker").joinpath("scenarios", f"{DEFAULT_SPEC}.toml").read_text("utf-8")
-    return parse(text, "<default>", DEFAULT_SPEC)
+    spec = from_text(text, "<default>", DEFAULT_SPEC)
+    spec.build()
+    return spec
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+def version() -> str:
+    try:
+        return metadata.version("kvm-mmu-checker")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+# -- the entry point ---------------------------------------------------------------------
+
+
+def entry() -> NoReturn:
+    """The program: `python -m checker` and the `kvm-mmu-checker` script."""
+    if hasattr(signal, "SIGPIPE"):  # `... | head` ends quietly, as other command-line tools do
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, _terminate)
+    sys.exit(main())
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line `argv`; return its exit code, whatever happens."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    args = [a for a in args if a != "--debug"]
     try:
         if args and args[0] == "list":
             return list_command(args[1:])
         if args and args[0] == "replay":
             return replay_command(args[1:])
         return check_command(args)
-    except (SpecError, ReplayFileError, export.ExportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return USAGE
+    except BudgetExceeded as e:
+        _flush_quietly()
+        print(f"stopped: {e}")
+        return BUDGET
+    except CheckerError as e:
+        return _fail(e.exit_code, str(e))
     except (ModelError, CompileError) as e:
-        print(f"error: model: {e}", file=sys.stderr)
-        return USAGE
+        return _fail(USAGE, f"model: {e}")
     except SolverUnknown as e:
-        print(f"error: {e}", file=sys.stderr)
-        return UNKNOWN
+        return _fail(UNKNOWN, str(e))
+    except KeyboardInterrupt:
+        return _fail(INTERRUPTED, "interrupted", prefix="")
+    except Terminated:
+        return _fail(TERMINATED, "terminated", prefix="")
+    except MemoryError:
+        return _fail(SYSTEM, "system error: out of memory; bound the run with --max-states", prefix="", debug=debug)
+    except OSError as e:
+        where = f" ({printable(e.filename)})" if isinstance(e.filename, str) else ""
+        return _fail(SYSTEM, f"system error: {e.strerror or e}{where}", prefix="", debug=debug)
+    except SystemExit as e:  # --help and --version end here
+        return e.code if isinstance(e.code, int) else OK
+    except Exception as e:
+        what = _describe_exception(e)
+        hint = "" if debug else " (run again with --debug for the traceback)"
+        return _fail(INTERNAL, f"internal error: {what}{hint}; this is a bug in the checker", prefix="",
+                     debug=debug)
+
+
+def _describe_exception(e: BaseException) -> str:
+    try:
+        text = str(e)
+    except Exception:
+        text = ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _fail(code: int, message: str, prefix: str = "error: ", debug: bool = False) -> int:
+    _flush_quietly()
+    if debug:
+        traceback.print_exc(file=sys.stderr)
+    text = printable(message)
+    if len(text) > MESSAGE_LIMIT:
+        text = text[:MESSAGE_LIMIT // 2] + f" ... ({len(text) - MESSAGE_LIMIT} characters cut) ... " + \
+            text[-MESSAGE_LIMIT // 2:]
+    print(prefix + text, file=sys.stderr)
+    return code
+
+
+def _flush_quietly() -> None:
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error raised (exit 2 through main) instead of an exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _nonnegative(text: str) -> int:
+    return _integer(text, 0)
+
+
+def _positive(text: str) -> int:
+    return _integer(text, 1)
+
+
+def _integer(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{printable(text)[:40]!r} is not an integer") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{value} is not an integer >= {minimum}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{printable(text)[:40]!r} is not a number of seconds") from None
+    if not valid_time_limit(value):
+        raise argparse.ArgumentTypeError(f"{printable(text)[:40]!r} is not a finite number of seconds > 0")
+    return value
+
+
+def _name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty name")
+    return text
+
+
+def _epilog() -> str:
+    codes = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES)
+    return f"exit codes:\n{codes}\n\n--debug (or {DEBUG_ENV}=1) prints the traceback of an internal error."
 
 
 # -- check ----------------------------------------------------------------------------
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m checker",
         description="Explore every interleaving of a small KVM MMU scenario and check its "
         "invariants. Subcommands: `list` (specs, components, guards, invariants, actions), "
         "`replay FILE.json` (does a saved counterexample still reproduce?).",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--spec", metavar="FILE", help="scenario TOML (default: the embedded attributes-default)")
-    p.add_argument("--depth", type=int, metavar="N", help="explore at most N steps from the initial state")
-    p.add_argument("--invariant", action="append", metavar="NAME", help="check only this invariant (repeatable)")
+    p.add_argument("--version", action="version", version=f"kvm-mmu-checker {version()}")
+    p.add_argument("--spec", metavar="FILE|NAME",
+                   help="scenario TOML, or a shipped spec's name (`list specs`); default: the embedded "
+                   f"{DEFAULT_SPEC}")
+    p.add_argument("--depth", type=_nonnegative, metavar="N", help="explore at most N steps from the initial state")
+    p.add_argument("--invariant", action="append", type=_name, metavar="NAME",
+                   help="check only this invariant (repeatable)")
     p.add_argument("--guard", action="append", default=[], metavar="NAME=off|on",
                    help="switch a guard off or on (repeatable)")
-    p.add_argument("--max-states", type=int, metavar="N", help="stop after N distinct states")
-    p.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop after this long")
+    p.add_argument("--max-states", type=_positive, metavar="N",
+                   help="store at most N distinct states (the search, then a trace's neighbourhood); "
+                   "stops with exit 3")
+    p.add_argument("--time-limit", type=_seconds, metavar="SECONDS",
+                   help="stop (exit 3) after this long, counted from the start: build, search, "
+                   "progress check, neighbourhood and export included")
     p.add_argument("--export", metavar="DIR", help="write the counterexample to DIR/<spec>.<ext>")
     p.add_argument("--format", default="text",
                    help=f"export formats, comma-separated (default: text): {', '.join(export.FORMATS)}; "
                    "dot also renders svg when Graphviz is installed")
-    p.add_argument("--neighbourhood", "--neighborhood", type=int, metavar="K",
+    p.add_argument("--neighbourhood", "--neighborhood", type=_nonnegative, metavar="K",
                    help="put into the trace graph (dot, graphml, svg) every other choice at each state "
-                   "of the trace, followed for K steps")
+                   "of the trace, followed for K steps (bounded by --max-states and --time-limit)")
     p.add_argument("--all-violations", action="store_true",
                    help="keep searching after the first violation: the shortest counterexample for "
                    "each violated invariant, exported as DIR/<spec>.<invariant>.<ext>")
@@ -90,9 +245,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="check the scenario plainly: any violation exits 1")
     p.add_argument("--engine", choices=["explicit"], default="explicit", help="search engine")
     p.add_argument("--check-deadlock", action="store_true", help="report states with no enabled action")
-    p.add_argument("--witness", action="append", default=[], metavar="NAME",
+    p.add_argument("--witness", action="append", default=[], type=_name, metavar="NAME",
                    help="also print the shortest trace reaching this SOMETIMES witness")
-    p.add_argument("--timing", action="store_true", help="print build, compile and search times")
+    p.add_argument("--timing", action="store_true",
+                   help="print build, compile and search times, and the peak memory")
+    p.add_argument("--debug", action="store_true", help="print the traceback of an internal error")
     return p
 
 
@@ -102,56 +259,79 @@ class Run:
     model: Model
     bounds: list[Bound]
     result: SearchResult
-    compiled: object
+    compiled: Compiled
     context: Context
     expectations_apply: bool
     lassos: list[Lasso]
     progress_checked: bool
 
 
+def load_spec(name: str | None) -> Spec:
+    """The spec `--spec` names (a file or a shipped spec's bare name), or the default."""
+    if name is None:
+        return default_spec()
+    return read(find(name))
+
+
 def check_command(argv: list[str]) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.depth is not None and args.depth < 0:
-        parser.error("--depth must be >= 0")
-    if args.max_states is not None and args.max_states < 1:
-        parser.error("--max-states must be >= 1")
-    if args.time_limit is not None and args.time_limit <= 0:
-        parser.error("--time-limit must be > 0")
-    formats = _formats(parser, args)
-    guards = _guard_overrides(parser, args.guard)
+    args = _parser().parse_args(argv)
+    budget = Budget(max_states=args.max_states, time_limit=args.time_limit)
+    formats = _formats(args)
+    guards = _guard_overrides(args.guard)
+    out_dir = check_output_dir(args.export) if args.export is not None else None
+    if args.spec is not None:
+        find(args.spec)  # an empty name is a usage error before anything else
 
-    t0 = time.perf_counter()
-    spec = load(args.spec) if args.spec else default_spec()
-    model = spec.build(guards)
-    bounds = spec.bound_invariants(model, tuple(args.invariant) if args.invariant else None)
-    for warning in vacuous(model, bounds):
-        print(f"warning: {warning}", file=sys.stderr)
-    t1 = time.perf_counter()
-    compiled = compile_model(model)
-    t2 = time.perf_counter()
-    depth = args.depth if args.depth is not None else spec.depth
-    budget = Budget(depth=depth, max_states=args.max_states, time_limit=args.time_limit)
-    with _Progress() as progress:
-        search = ExplicitSearch(compiled, bounds, budget, args.check_deadlock or spec.check_deadlock, progress,
-                                all_violations=args.all_violations)
-        result = search.run()
-    t3 = time.perf_counter()
-    progress_bounds = [b for b in bounds if b.kind is Kind.PROGRESS]
-    checked = bool(progress_bounds) and result.complete
-    lassos = find_lassos(compiled, result, progress_bounds) if checked else []
-    t4 = time.perf_counter()
-    context = Context(spec.source, _reproduce(args), spec.name, spec.text, guards)
-    applies = (spec.expect is not None and not args.ignore_expected and not args.guard and not args.invariant
-               and not args.all_violations)
-    run = Run(spec, model, bounds, result, compiled, context, applies, lassos, checked)
+    with Deadline(budget) as deadline:
+        deadline.phase("reading the spec")
+        spec = load_spec(args.spec)
+        deadline.phase("building the model")
+        model = spec.build(guards)
+        bounds = spec.bound_invariants(model, tuple(args.invariant) if args.invariant else None)
+        _check_witnesses(spec, bounds, args.witness)
+        for warning in vacuous(model, bounds):
+            print(f"warning: {warning}", file=sys.stderr)
+        t1 = budget.elapsed()
+        deadline.phase("compiling the model")
+        compiled = compile_model(model)
+        t2 = budget.elapsed()
+        budget.depth = args.depth if args.depth is not None else spec.depth
+        with Meter(spec.name, budget) as meter, deadline.polled("searching"):
+            search = ExplicitSearch(compiled, bounds, budget, args.check_deadlock or spec.check_deadlock,
+                                    meter.tick, all_violations=args.all_violations)
+            result = search.run()
+        progress_bounds = [b for b in bounds if b.kind is Kind.PROGRESS]
+        checked = bool(progress_bounds) and result.complete
+        t3 = budget.elapsed()
+        if checked:
+            deadline.phase("checking progress (no-progress cycles)")
+        lassos = find_lassos(compiled, result, progress_bounds) if checked else []
+        t4 = budget.elapsed()
+        context = Context(spec.source if args.spec is None else args.spec, _reproduce(args), spec.name, spec.text,
+                          guards)
+        applies = (spec.expect is not None and not args.ignore_expected and not args.guard and not args.invariant
+                   and not args.all_violations)
+        run = Run(spec, model, bounds, result, compiled, context, applies, lassos, checked)
+        _report(run, args, formats, out_dir, search, deadline, budget)
+        if args.timing:
+            rate = result.distinct / result.seconds if result.seconds else 0.0
+            print(f"time: load+build={t1:.2f}s compile={t2 - t1:.2f}s search={result.seconds:.2f}s "
+                  f"distinct_per_s={rate:.0f}" + (f" progress={t4 - t3:.2f}s" if checked else "")
+                  + f" total={budget.elapsed():.2f}s peak_rss={size_text(peak_rss_bytes())}")
+        return _verdict(run)
 
-    print(f"spec: {spec.name} (components: {', '.join(model.parts)}; "
+
+def _report(run: Run, args: argparse.Namespace, formats: list[str], out_dir: Path | None,
+            search: ExplicitSearch, deadline: Deadline, budget: Budget) -> None:
+    """Everything the run prints after the search, and its exports."""
+    spec, model, result, compiled, context = run.spec, run.model, run.result, run.compiled, run.context
+    print(f"spec: {printable(spec.name)} (components: {', '.join(model.parts)}; "
           f"guards off: {', '.join(model.guards_off()) or 'none'})")
     for hit in result.violations:
         print(f"violation: {hit.bound.name} after {hit.depth} steps")
     shown = result.violations if args.all_violations else [h for h in [_primary(run)] if h is not None]
     for hit in shown:
+        deadline.phase("rebuilding the counterexample")
         trace = rebuild(compiled, result, hit.depth, hit.index)
         ctx = context
         if args.all_violations:
@@ -159,23 +339,26 @@ def check_command(argv: list[str]) -> int:
         print()
         print(report.counterexample_text(trace, hit.bound, ctx), end="")
         print()
-        if args.export:
+        if out_dir is not None:
             name = f"{spec.name}.{hit.bound.name}" if args.all_violations else spec.name
-            _export(args, formats, name, compiled, trace, hit.bound, ctx)
-    for lasso in lassos:
+            _export(args, out_dir, formats, name, compiled, trace, hit.bound, ctx, deadline, budget)
+    for lasso in run.lassos:
         print(f"cycle: {lasso.bound.name}: {lasso.who} waits forever after {len(lasso.prefix)} steps, "
               f"in a cycle of {len(lasso.cycle)}")
-    if not shown and lassos:
+    if not shown and run.lassos:
         lasso = _primary_lasso(run)
+        deadline.phase("rebuilding the counterexample")
         trace = rebuild_lasso(compiled, lasso)
         print()
         print(report.lasso_text(trace, lasso, context), end="")
         print()
-        if args.export:
-            _export(args, formats, spec.name, compiled, trace, lasso.bound, context, lasso)
-    elif not shown and args.export:
+        if out_dir is not None:
+            _export(args, out_dir, formats, spec.name, compiled, trace, lasso.bound, context, deadline, budget,
+                    lasso)
+    elif not shown and out_dir is not None:
         print("nothing to export: no counterexample")
-    if progress_bounds and not checked:
+    progress_bounds = [b for b in run.bounds if b.kind is Kind.PROGRESS]
+    if progress_bounds and not run.progress_checked:
         print(f"progress: not checked ({', '.join(b.name for b in progress_bounds)}): "
               "it needs a complete search")
     if result.deadlock is not None:
@@ -188,53 +371,68 @@ def check_command(argv: list[str]) -> int:
         broken = ", ".join(f"{h.bound.name} ({h.depth} steps)" for h in result.violations) or "none"
         print(f"violated ({len(result.violations)} of {len(search.always)} invariants): {broken}")
     print(report.summary_line(result))
-    if args.timing:
-        rate = result.distinct / result.seconds if result.seconds else 0.0
-        print(f"time: load+build={t1 - t0:.2f}s compile={t2 - t1:.2f}s search={result.seconds:.2f}s "
-              f"distinct_per_s={rate:.0f}" + (f" progress={t4 - t3:.2f}s" if checked else ""))
-    return _verdict(run)
 
 
-def _formats(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
-    formats = list(dict.fromkeys(f.strip() for f in args.format.split(",") if f.strip()))
+def _formats(args: argparse.Namespace) -> list[str]:
+    parts = [f.strip() for f in args.format.split(",")]
+    formats = list(dict.fromkeys(f for f in parts if f))
+    if not formats or any(not f for f in parts):
+        raise UsageError(f"--format {printable(args.format)!r}: an empty format; give one or more of "
+                         f"{', '.join(export.FORMATS)}, comma-separated")
     for f in formats:
         if f not in export.FORMATS:
-            parser.error(f"--format: unknown format {f!r}; formats: {', '.join(export.FORMATS)}")
+            raise UsageError(f"--format: unknown format {printable(f)[:40]!r}; formats: {', '.join(export.FORMATS)}")
     if "svg" in formats and export.graphviz() is None:
-        parser.error(f"--format svg: {export.GRAPHVIZ_HINT}")
-    if args.neighbourhood is not None:
-        if args.neighbourhood < 0:
-            parser.error("--neighbourhood must be >= 0")
-        if not {"dot", "graphml", "svg"} & set(formats) or not args.export:
-            parser.error("--neighbourhood shapes the trace graph: give --export DIR and a format "
+        raise UsageError(f"--format svg: {export.GRAPHVIZ_HINT}")
+    if args.format != "text" and args.export is None:
+        raise UsageError("--format chooses what --export writes: give --export DIR")
+    if args.neighbourhood is not None and (not {"dot", "graphml", "svg"} & set(formats) or args.export is None):
+        raise UsageError("--neighbourhood shapes the trace graph: give --export DIR and a format "
                          "among dot, graphml, svg")
     return formats
 
 
-def _export(args: argparse.Namespace, formats: list[str], name: str, compiled: Compiled, trace: Trace,
-            bound: Bound, context: Context, lasso: Lasso | None = None) -> None:
-    around = explore_around(compiled, trace, args.neighbourhood) if args.neighbourhood else None
+def _export(args: argparse.Namespace, out_dir: Path, formats: list[str], name: str, compiled: Compiled,
+            trace: Trace, bound: Bound, context: Context, deadline: Deadline, budget: Budget,
+            lasso: Lasso | None = None) -> None:
+    around = None
+    if args.neighbourhood:
+        deadline.phase("exploring the neighbourhood")
+        with Meter(name, budget) as meter:
+            around = explore_around(compiled, trace, args.neighbourhood, budget,
+                                    lambda k, states, edges: meter.note(
+                                        f"neighbourhood step {k} of {args.neighbourhood}: {states:,} states, "
+                                        f"{edges:,} steps", states))
     wanted = list(formats)
     if "dot" in wanted and "svg" not in wanted:
         if export.graphviz() is not None:
             wanted.append("svg")
         else:
-            print(f"note: {name}.svg not written: {export.GRAPHVIZ_HINT}")
-    for path in export.write(Path(args.export), name, wanted, trace, bound, context, lasso, around):
-        print(f"wrote {path}")
+            print(f"note: {printable(name)}.svg not written: {export.GRAPHVIZ_HINT}")
+    deadline.phase("exporting")
+    for path in export.write(out_dir, name, wanted, trace, bound, context, lasso, around):
+        print(f"wrote {printable(str(path))}")
 
 
-def _guard_overrides(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, bool]:
+def _guard_overrides(items: list[str]) -> dict[str, bool]:
     out: dict[str, bool] = {}
     for item in items:
         name, sep, state = item.partition("=")
         if not sep or state not in ("off", "on") or not name:
-            parser.error(f"--guard {item!r}: write NAME=off or NAME=on")
+            raise UsageError(f"--guard {printable(item)[:60]!r}: write NAME=off or NAME=on")
         out[name] = state == "on"
     return out
 
 
-def _reproduce(args: argparse.Namespace, invariant: str | None = None) -> str:
+def _check_witnesses(spec: Spec, bounds: list[Bound], names: list[str]) -> None:
+    known = [b.name for b in bounds if b.kind is Kind.SOMETIMES]
+    for name in names:
+        if name not in known:
+            raise SpecError(spec.source, "--witness", f"unknown witness {printable(name)[:40]!r}",
+                            ", ".join(known) or "none (this spec checks no witness)")
+
+
+def _reproduce(args: argparse.Namespace, invariant: str | None = None) -> tuple[str, ...]:
     parts = ["python", "-m", "checker"]
     if args.spec:
         parts += ["--spec", args.spec]
@@ -244,7 +442,7 @@ def _reproduce(args: argparse.Namespace, invariant: str | None = None) -> str:
         parts += ["--invariant", i]
     if args.depth is not None:
         parts += ["--depth", str(args.depth)]
-    return " ".join(shlex.quote(p) for p in parts)
+    return tuple(parts)
 
 
 def _primary(run: Run):  # type: ignore[no-untyped-def]
@@ -261,10 +459,6 @@ def _primary_lasso(run: Run) -> Lasso:
 
 
 def _print_witnesses(run: Run, show: list[str]) -> None:
-    known = {b.name: b for b in run.bounds if b.kind is Kind.SOMETIMES}
-    for name in show:
-        if name not in known:
-            raise SpecError(run.spec.source, "--witness", f"unknown witness {name!r}", ", ".join(known))
     for name, hit in run.result.witnesses.items():
         if hit is None:
             where = "not reached" if run.result.complete else "not reached (search incomplete)"
@@ -272,7 +466,7 @@ def _print_witnesses(run: Run, show: list[str]) -> None:
             continue
         print(f"witness {name}: reached after {hit.depth} steps")
         if name in show:
-            trace = rebuild(run.compiled, run.result, hit.depth, hit.index)  # type: ignore[arg-type]
+            trace = rebuild(run.compiled, run.result, hit.depth, hit.index)
             print(report.witness_text(trace, hit.bound, run.context))
 
 
@@ -352,49 +546,28 @@ def unmet_expectations(
     return unmet
 
 
-class _Progress:
-    """A one-line progress display on a terminal, shown once a run passes one second."""
-
-    def __init__(self) -> None:
-        self.enabled = sys.stderr.isatty()
-        self.shown = False
-
-    def __enter__(self) -> _Progress:
-        return self
-
-    def __call__(self, depth: int, distinct: int, generated: int, seconds: float) -> None:
-        if not self.enabled or seconds < 1.0:
-            return
-        rate = distinct / seconds
-        sys.stderr.write(f"\rdepth {depth}  distinct {distinct:,}  generated {generated:,}  {rate:,.0f}/s ")
-        sys.stderr.flush()
-        self.shown = True
-
-    def __exit__(self, *exc: object) -> None:
-        if self.shown:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
-
-
 # -- replay ---------------------------------------------------------------------------
 
 
 def replay_command(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m checker replay",
         description="Replay a counterexample saved with --export DIR --format json against the current "
         "model, step by step. Exit 1: it still reproduces; 0: it no longer does (the first step that "
         "no longer applies is named, with the part of its guard that fails); 2: bad file or usage.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("file", metavar="FILE.json")
-    p.add_argument("--spec", metavar="FILE", help="replay against this scenario's model instead of the one "
+    p.add_argument("--spec", metavar="FILE|NAME", help="replay against this scenario's model instead of the one "
                    "saved in the file")
     p.add_argument("--guard", action="append", default=[], metavar="NAME=off|on",
                    help="switch a guard off or on (repeatable), e.g. the fix back on")
+    p.add_argument("--debug", action="store_true", help="print the traceback of an internal error")
     args = p.parse_args(argv)
-    guards = _guard_overrides(p, args.guard)
+    guards = _guard_overrides(args.guard)
+    spec = load_spec(args.spec) if args.spec is not None else None
     doc = load_document(args.file)
-    spec = load(args.spec) if args.spec else None
     result = replay_document(doc, args.file, spec, guards)
     print("\n".join(report_lines(result, args.file)))
     return VIOLATION if result.reproduces else OK
@@ -406,25 +579,26 @@ LISTABLE = ("specs", "components", "guards", "invariants", "actions")
 
 
 def list_command(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m checker list",
-                                description="List the specs, components, guards, invariants or actions.")
+    p = _Parser(prog="python -m checker list",
+                description="List the shipped specs (the names --spec accepts), the components, or the "
+                "guards, invariants or actions of a scenario's model.",
+                epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=LISTABLE)
-    p.add_argument("--spec", metavar="FILE", help="the scenario whose model to list (default: embedded)")
-    p.add_argument("--specs-dir", default="specs", help="where `list specs` looks (default: specs)")
+    p.add_argument("--spec", metavar="FILE|NAME", help="the scenario whose model to list (default: embedded); "
+                   "not for `list specs`")
+    p.add_argument("--specs-dir", metavar="DIR", help=f"where `list specs` looks (default: {SHIPPED})")
+    p.add_argument("--debug", action="store_true", help="print the traceback of an internal error")
     args = p.parse_args(argv)
     if args.what == "specs":
-        directory = Path(args.specs_dir)
-        if not directory.is_dir():
-            print(f"error: {directory}: no such directory (run from the repository root or give --specs-dir)",
-                  file=sys.stderr)
-            return USAGE
-        for path in sorted(directory.glob("*.toml")):
-            spec = load(path)
-            e = spec.expect
-            expect = "-" if e is None else (e.result if e.result == "pass" else f"{e.result} {e.invariant}")
-            print(f"{path.name:<60} {expect}")
-        return OK
+        if args.spec is not None:
+            raise UsageError("list specs: --spec names one scenario; `list specs` lists them all "
+                             "(use --specs-dir to list another directory)")
+        return _list_specs(Path(args.specs_dir) if args.specs_dir is not None else SHIPPED)
+    if args.specs_dir is not None:
+        raise UsageError(f"list {args.what}: --specs-dir is for `list specs`; give --spec for a scenario")
     if args.what == "components":
+        if args.spec is not None:
+            raise UsageError("list components: lists every component; --spec does not apply")
         from model.mmu import COMPONENTS
 
         for name, cls in COMPONENTS.items():
@@ -432,7 +606,7 @@ def list_command(argv: list[str]) -> int:
             for o in cls.options:
                 print(f"  {o.name} = {o.default!r}: {o.doc}")
         return OK
-    spec = load(args.spec) if args.spec else default_spec()
+    spec = load_spec(args.spec)
     model = spec.build()
     if args.what == "guards":
         for g in model.guards.values():
@@ -446,4 +620,18 @@ def list_command(argv: list[str]) -> int:
     else:
         for a in model.actions:
             print(f"{a.actor:<8} {a.key}  [{a.kernel}]")
+    return OK
+
+
+def _list_specs(directory: Path) -> int:
+    """Each spec's name (what --spec accepts) and expected result, read without building."""
+    if not directory.is_dir():
+        raise UsageError(f"list specs: {printable(str(directory))} is not a directory; give --specs-dir")
+    paths = sorted(directory.glob("*.toml"))
+    width = max((len(p.stem) for p in paths), default=0) + 2
+    for path in paths:
+        spec = read(path)
+        e = spec.expect
+        expect = "-" if e is None else (e.result if e.result == "pass" else f"{e.result} {e.invariant}")
+        print(f"{printable(path.stem):<{width}}{expect}")
     return OK

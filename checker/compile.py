@@ -12,6 +12,7 @@ start-up with the construct and the action or predicate it appeared in.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -188,8 +189,18 @@ class Compiled:
     source: str
 
 
+_COMPILED: weakref.WeakKeyDictionary[Model, Compiled] = weakref.WeakKeyDictionary()
+
+
 def compile_model(model: Model) -> Compiled:
-    """Generate and load the successor function of `model`."""
+    """The successor function of `model`, generated and loaded once per model."""
+    compiled = _COMPILED.get(model)
+    if compiled is None:
+        compiled = _COMPILED[model] = _compile_model(model)
+    return compiled
+
+
+def _compile_model(model: Model) -> Compiled:
     schema = model.schema
     fields = dict(schema.by_name)
     guards = [a.guard for a in model.actions]

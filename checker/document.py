@@ -19,6 +19,7 @@ from invariants import Bound
 from model.lang import Field, Model, free_constants, show
 
 from .progress import Lasso
+from .text import shell_line
 from .trace import Trace, failing_part, holds
 
 FORMAT = "kvm-mmu-checker counterexample"
@@ -30,7 +31,7 @@ class Context:
     """Where a run came from: the header of every export, and what replay rebuilds."""
 
     spec: str  # the spec file as given, or "<default>"
-    command: str  # the command that reproduces the run
+    command: tuple[str, ...]  # the command that reproduces the run, word by word
     name: str = ""  # the spec's name
     toml: str = ""  # the spec's text
     guards: dict[str, bool] = field(default_factory=dict)  # --guard overrides (name -> on)
@@ -127,7 +128,7 @@ def document(trace: Trace, bound: Bound, context: Context, lasso: Lasso | None =
         },
         "scenario": {"name": context.name, "source": context.spec, "toml": context.toml,
                      "guards": {k: "on" if v else "off" for k, v in sorted(context.guards.items())}},
-        "command": context.command,
+        "command": shell_line(context.command),
         "result": "violation" if lasso is None else "cycle",
         "invariant": invariant,
         "guards_off": [{"name": g.name, "summary": g.summary, "reference": g.reference}

@@ -8,6 +8,10 @@ breadth-first and each level is checked whole before the next is built, the firs
 violation found is at the smallest possible depth, and the figures reported (distinct,
 generated) do not depend on how levels are split into blocks. Among several ways to
 reach a state, the parent kept is the one with the smallest (parent index, action id).
+
+Budgets are checked after every block. When one runs out, the level being built keeps
+what was found so far, cut to exactly `max_states` stored states (the smallest keys),
+and is checked like any other, so every state counted was checked.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 
 from invariants.core import Bound, Kind
 
+from .budget import Budget
 from .compile import Compiled, compile_predicate
 
 BLOCK = 1 << 16  # states expanded per vectorised call
@@ -39,13 +44,6 @@ class Hit:
     bound: Bound
     depth: int
     index: int
-
-
-@dataclass
-class Budget:
-    depth: int | None = None  # steps from the initial state; None = until fixpoint
-    max_states: int | None = None  # distinct states
-    time_limit: float | None = None  # seconds
 
 
 @dataclass
@@ -76,7 +74,19 @@ class SearchResult:
         return tuple(int(w) for w in self.levels[depth].states[index])
 
 
-Progress = Callable[[int, int, int, float], None]  # depth, distinct, generated, seconds
+@dataclass(frozen=True)
+class Tick:
+    """Where the search is: shown by a progress display after every block."""
+
+    depth: int  # the level being built (the frontier is depth - 1)
+    distinct: int  # states stored so far, the level being built included
+    generated: int
+    seconds: float  # since the search started
+    expanded: int  # frontier states expanded so far in this level
+    frontier: int  # frontier states in this level
+
+
+Progress = Callable[[Tick], None]
 
 
 class ExplicitSearch:
@@ -113,7 +123,8 @@ class ExplicitSearch:
         init = np.array([self.model.init], dtype=np.uint64)
         levels = [Level(init, np.zeros(1, np.uint32), np.zeros(1, self._aid))]
         visited = self.keys(init).copy()
-        generated = 1
+        self._generated = 1
+        self._start = start
         witnesses: dict[str, Hit | None] = {b.name: None for b, _ in self.sometimes}
         stop, complete = "fixpoint", True
         deadlock: tuple[int, int] | None = None
@@ -124,15 +135,13 @@ class ExplicitSearch:
         while stop == "fixpoint":
             frontier = levels[depth].states
             at_bound = self.budget.depth is not None and depth >= self.budget.depth
-            found, count, dead, why = self._expand(frontier, visited, start, probe=at_bound)
-            generated += count
+            found, dead, why = self._expand(frontier, visited, depth + 1, probe=at_bound)
             if self.check_deadlock and dead is not None and not at_bound:
                 deadlock, stop, complete = (depth, dead), "deadlock", False
                 break
-            if why:
-                stop, complete = why, False
-                break
             if found is None:
+                if why:
+                    stop, complete = why, False
                 break  # fixpoint: the last level produced nothing new
             if at_bound:
                 stop, complete = "depth", False
@@ -141,15 +150,13 @@ class ExplicitSearch:
             levels.append(found)
             visited = _merge(visited, self.keys(found.states))
             violations += self._check(found, depth, witnesses, {h.bound.name for h in violations})
-            if self.progress:
-                self.progress(depth, len(visited), generated, time.perf_counter() - start)
             if self._stops(violations):
                 stop, complete = "violation", False
-            elif self.budget.max_states is not None and len(visited) >= self.budget.max_states:
-                stop, complete = "max-states", False
+            elif why:
+                stop, complete = why, False  # a budget ran out: this level is partial, but checked
         return SearchResult(
             distinct=len(visited),
-            generated=generated,
+            generated=self._generated,
             depth=depth,
             complete=complete,
             stop=stop,
@@ -161,22 +168,29 @@ class ExplicitSearch:
         )
 
     def _expand(
-        self, frontier: np.ndarray, visited: np.ndarray, start: float, probe: bool
-    ) -> tuple[Level | None, int, int | None, str | None]:
+        self, frontier: np.ndarray, visited: np.ndarray, depth: int, probe: bool
+    ) -> tuple[Level | None, int | None, str | None]:
         """The next level: new states with their parents and actions.
 
-        Returns (level or None when nothing is new, successors generated, index of a
-        state without successors or None, budget that stopped the expansion or None).
-        With `probe`, stop at the first new state: only whether one exists matters.
+        Returns (level or None when nothing is new, index of a state without successors
+        or None, the budget that stopped the expansion or None). A budget is checked after
+        every block: the level then holds what was found so far, cut to the state budget
+        exactly. With `probe`, stop at the first new state: only whether one exists matters.
         """
         parts_states: list[np.ndarray] = []
         parts_parent: list[np.ndarray] = []
         parts_action: list[np.ndarray] = []
-        generated = 0
+        found = 0  # fresh states in the parts (a state new to two blocks counts twice)
         dead: int | None = None
+        why: str | None = None
+        room = None if self.budget.max_states is None else self.budget.max_states - len(visited)
         for base in range(0, len(frontier), BLOCK):
-            if self.budget.time_limit is not None and time.perf_counter() - start > self.budget.time_limit:
-                return None, generated, dead, "time-limit"
+            if self.budget.out_of_time():
+                why = "time-limit"
+                break
+            if room is not None and found >= room:
+                why = "max-states"
+                break
             block = frontier[base:base + BLOCK]
             out = self.compiled.expand(block)
             if self.check_deadlock and dead is None:
@@ -185,34 +199,39 @@ class ExplicitSearch:
                     enabled[idx] = True
                 if not enabled.all():
                     dead = base + int(np.flatnonzero(~enabled)[0])
-            if not out:
-                continue
-            succ = np.concatenate([n for _, _, n in out])
-            parent = np.concatenate([idx for _, idx, _ in out]).astype(np.uint32) + np.uint32(base)
-            action = np.concatenate([np.full(len(idx), aid, self._aid) for aid, idx, _ in out])
-            generated += len(succ)
-            # Order candidates by (parent, action) so that the first occurrence of a state,
-            # which np.unique keeps, is the same whatever the block size.
-            order = np.argsort(parent, kind="stable")
-            succ, parent, action = succ[order], parent[order], action[order]
-            keys = self.keys(succ)
-            uniq, first = np.unique(keys, return_index=True)
-            fresh = ~_member(visited, uniq)
-            if not fresh.any():
-                continue
-            keep = first[fresh]
-            if probe:
-                return Level(succ[keep[:1]], parent[keep[:1]], action[keep[:1]]), generated, dead, None
-            parts_states.append(succ[keep])
-            parts_parent.append(parent[keep])
-            parts_action.append(action[keep])
+            if out:
+                succ = np.concatenate([n for _, _, n in out])
+                parent = np.concatenate([idx for _, idx, _ in out]).astype(np.uint32) + np.uint32(base)
+                action = np.concatenate([np.full(len(idx), aid, self._aid) for aid, idx, _ in out])
+                self._generated += len(succ)
+                # Order candidates by (parent, action) so that the first occurrence of a state,
+                # which np.unique keeps, is the same whatever the block size.
+                order = np.argsort(parent, kind="stable")
+                succ, parent, action = succ[order], parent[order], action[order]
+                keys = self.keys(succ)
+                uniq, first = np.unique(keys, return_index=True)
+                fresh = ~_member(visited, uniq)
+                if fresh.any():
+                    keep = first[fresh]
+                    if probe:
+                        return Level(succ[keep[:1]], parent[keep[:1]], action[keep[:1]]), dead, None
+                    parts_states.append(succ[keep])
+                    parts_parent.append(parent[keep])
+                    parts_action.append(action[keep])
+                    found += len(keep)
+            if self.progress:
+                self.progress(Tick(depth, len(visited) + found, self._generated, time.perf_counter() - self._start,
+                                   min(base + BLOCK, len(frontier)), len(frontier)))
         if not parts_states:
-            return None, generated, dead, None
+            return None, dead, why
         states = np.concatenate(parts_states)
         parent = np.concatenate(parts_parent)
         action = np.concatenate(parts_action)
         _, first = np.unique(self.keys(states), return_index=True)
-        return Level(states[first], parent[first], action[first]), generated, dead, None
+        if room is not None and len(first) >= room:
+            first = first[:room]  # the smallest keys: the same states whatever the block size
+            why = why or "max-states"
+        return Level(states[first], parent[first], action[first]), dead, why
 
     def _stops(self, violations: list[Hit]) -> bool:
         """A violation ends the search, unless every invariant's is wanted and some are missing."""

@@ -13,26 +13,31 @@ format has been rendered, so a failed export leaves no half-written output.
 from __future__ import annotations
 
 import json
-import os
 import pprint
 import re
 import shutil
 import subprocess
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import networkx as nx
+import numpy as np
 
 from invariants import Bound, Kind
+from model.lang import Model
 
-from .compile import Compiled
+from .budget import Budget
+from .compile import Compiled, compile_predicate
 from .diagram import wrap
 from .document import Context, document
+from .explicit import BLOCK
+from .files import write_all
 from .html import to_html
 from .progress import Lasso
 from .report import counterexample_text, lasso_text
-from .trace import Trace, holds, successors
+from .text import printable, shell_word
+from .trace import Trace
 
 FORMATS = ("text", "json", "dot", "graphml", "html", "pytest", "svg")
 DEFAULT_FORMATS = ("text", "json", "dot", "graphml", "html", "pytest")
@@ -62,8 +67,11 @@ class Neighbourhood:
     edges: list[tuple[str, str, int]]
 
 
-def explore_around(compiled: Compiled, trace: Trace, depth: int) -> Neighbourhood:
-    """Every step from each state of the trace, and from the states they reach, to `depth`."""
+def explore_around(compiled: Compiled, trace: Trace, depth: int, budget: Budget | None = None,
+                   progress: Callable[[int, int, int], None] | None = None) -> Neighbourhood:
+    """Every step from each state of the trace, and from the states they reach, to `depth`
+    (or until nothing new is reached). Its states count against the budget's `max_states`,
+    checked, with the time limit, after every block; `progress(k, states, edges)` follows it."""
     schema = trace.model.schema
     nodes: dict[tuple[int, ...], str] = {}
     for i, values in enumerate(trace.states):
@@ -71,15 +79,27 @@ def explore_around(compiled: Compiled, trace: Trace, depth: int) -> Neighbourhoo
     parents: dict[str, str] = {}
     edges: list[tuple[str, str, int]] = []
     frontier = list(nodes)
-    for _ in range(depth):
+    for k in range(1, depth + 1):
+        if not frontier:
+            break
         following: list[tuple[int, ...]] = []
-        for words in frontier:
-            for action, succ in successors(compiled, words):
+        for base in range(0, len(frontier), BLOCK):
+            block = frontier[base:base + BLOCK]
+            steps = [(int(i), aid, tuple(int(w) for w in row))
+                     for aid, idx, succ in compiled.expand(np.array(block, dtype=np.uint64))
+                     for i, row in zip(idx, succ, strict=True)]
+            steps.sort(key=lambda s: (s[0], s[1]))  # each state's steps in action order, as on the trace
+            for i, aid, succ in steps:
+                words = block[i]
                 if succ not in nodes:
                     nodes[succ] = f"n{len(parents)}"
                     parents[nodes[succ]] = nodes[words]
                     following.append(succ)
-                edges.append((nodes[words], nodes[succ], action.id))
+                edges.append((nodes[words], nodes[succ], aid))
+            if budget is not None:
+                budget.check("exploring the neighbourhood", len(nodes))
+            if progress is not None:
+                progress(k, len(nodes), len(edges))
         frontier = following
     return Neighbourhood(depth, nodes, parents, sorted(set(edges), key=_edge_order))
 
@@ -121,18 +141,28 @@ def _add_neighbourhood(g: nx.DiGraph, trace: Trace, bound: Bound, around: Neighb
     schema = model.schema
     g.graph["neighbourhood"] = around.depth
     values = {node: schema.unpack(words) for words, node in around.nodes.items()}
+    broken = _violated(model, bound, around)
     for node, parent in around.parents.items():
         before, after = values[parent], values[node]
         changes = [(f, a, b) for f, a, b in zip(schema.fields, before, after, strict=True) if a != b]
         g.add_node(node, step=-1, on_trace=False,
                    changes="; ".join(f"{f.name}: {f.label(a)} -> {f.label(b)}" for f, a, b in changes),
-                   violated=bound.kind is Kind.ALWAYS and not holds(model, bound.term, after))
+                   violated=node in broken)
     for src, dst, aid in around.edges:
         if g.has_edge(src, dst):  # the trace's own step, or a second action between the same states
             continue
         action = model.actions[aid]
         g.add_edge(src, dst, step=-1, on_trace=False, actor=action.actor, action=action.key,
                    kernel=action.kernel, text=action.text)
+
+
+def _violated(model: Model, bound: Bound, around: Neighbourhood) -> set[str]:
+    """The neighbourhood's states that break the invariant, by its compiled predicate
+    (which a property test keeps equal to z3's verdict), all states at once."""
+    if bound.kind is not Kind.ALWAYS or not around.nodes:
+        return set()
+    holds = compile_predicate(model, bound.name, bound.term)(np.array(list(around.nodes), dtype=np.uint64))
+    return {node for node, ok in zip(around.nodes.values(), holds, strict=True) if not ok}
 
 
 def to_dot(g: nx.DiGraph) -> str:
@@ -190,30 +220,41 @@ def _literal(doc: dict[str, object]) -> str:
                      for line in lines)
 
 
+def python_docstring(text: str) -> str:
+    """`text` as a triple-quoted literal that data cannot close or break: quotes and
+    backslashes escaped, control and format characters written as escapes."""
+    body = "\n".join(printable(line.replace("\\", "\\\\").replace('"', '\\"')) for line in text.split("\n"))
+    return f'"""{body}\n"""'
+
+
 def to_pytest(doc: dict[str, object], name: str) -> str:
-    """A test file that replays the counterexample and asserts that it still reproduces."""
+    """A test file that replays the counterexample and asserts that it still reproduces.
+
+    Every string taken from the document or the file name is written with repr() or as an
+    escaped docstring, and the test's name keeps only ASCII letters, digits and '_'."""
     inv = doc["invariant"]["name"]  # type: ignore[index]
     what = "no-progress cycle" if doc["result"] == "cycle" else "violation"
-    test = re.sub(r"\W", "_", f"test_{name}_still_reproduces")
-    literal = _literal(doc)
+    test = "test_" + re.sub(r"[^0-9A-Za-z_]", "_", name) + "_still_reproduces"
     # a path too long for a line stands alone on one, which ruff accepts as a single word
-    command = "\n".join(wrap(f"Exported by: {doc['command']}", 96, rest="    "))
-    return f'''"""Regression test: the {what} of {inv} in {doc["scenario"]["name"]}.
-
-{command}
-It replays the counterexample below against the current model and asserts that every
-step still applies and {inv} still breaks; it fails, naming the first step that no
-longer applies, once the model rules the trace out.
-Run it with: python -m pytest {name}.py
-"""
+    command = wrap(f"Exported by: {doc['command']}", 96, rest="    ")
+    docstring = python_docstring("\n".join([
+        f"Regression test: the {what} of {inv} in {doc['scenario']['name']}.",  # type: ignore[index]
+        "",
+        *command,
+        "It replays the counterexample below against the current model and asserts that every",
+        f"step still applies and {inv} still breaks; it fails, naming the first step that no",
+        "longer applies, once the model rules the trace out.",
+        f"Run it with: python -m pytest {shell_word(name + '.py')}",
+    ]))
+    return f'''{docstring}
 
 from checker.replay import replay_document
 
-COUNTEREXAMPLE = {literal}
+COUNTEREXAMPLE = {_literal(doc)}
 
 
 def {test}() -> None:
-    replay = replay_document(COUNTEREXAMPLE, "{name}.py")
+    replay = replay_document(COUNTEREXAMPLE, {name + ".py"!r})
     stopped = replay.stopped_at
     assert stopped is None, f"step {{stopped.step}} ({{stopped.text}}) no longer applies: {{stopped.detail}}"
     assert replay.reproduces, "\\n".join(replay.verdict)
@@ -241,19 +282,8 @@ def render(fmt: str, doc: dict[str, object], trace: Trace, bound: Bound, context
 
 def write(directory: Path, name: str, formats: list[str], trace: Trace, bound: Bound,
           context: Context, lasso: Lasso | None = None, around: Neighbourhood | None = None) -> list[Path]:
-    """Render every format first, then move the files into place; return their paths."""
+    """Render every format, then write them all or none (files.write_all); their paths."""
     doc = document(trace, bound, context, lasso)
-    rendered = {fmt: render(fmt, doc, trace, bound, context, name, lasso, around) for fmt in formats}
-    directory.mkdir(parents=True, exist_ok=True)
-    umask = os.umask(0)
-    os.umask(umask)
-    paths = []
-    for fmt, text in rendered.items():
-        target = directory / f"{name}.{EXTENSIONS[fmt]}"
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o666 & ~umask)  # as open() would create it, not mkstemp's 0600
-        os.replace(tmp, target)
-        paths.append(target)
-    return paths
+    rendered = {f"{name}.{EXTENSIONS[fmt]}": render(fmt, doc, trace, bound, context, name, lasso, around)
+                for fmt in formats}
+    return write_all(directory, rendered)

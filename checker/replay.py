@@ -16,72 +16,96 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
 from invariants import CATALOGUE, Bound, Kind, select
-from model.lang import Action, Model, UnknownName, show
+from model.lang import Action, Model, UnknownName, printable, show, shown, shown_key
 
 from .compile import Compiled, compile_model
 from .diagram import WIDTH, wrap
 from .document import FORMAT, SCHEMA_VERSION, actor_title, failing, fingerprint, read_fields, where_text
+from .errors import InputError
+from .files import parse_json, read_text
 from .report import failing_lines
-from .spec import Spec, SpecError, parse
+from .spec import Spec, parse
 from .trace import failing_part, holds, successor
 
 
-class ReplayFileError(Exception):
+class ReplayFileError(InputError):
     """A counterexample file that cannot be replayed: names the file, the key and why."""
 
-    def __init__(self, source: str, key: str, problem: str) -> None:
-        super().__init__(f"{source}: {key}: {problem}")
 
-
-REQUIRED = {"schema_version": int, "model": dict, "scenario": dict, "result": str, "invariant": dict,
-            "steps": list}
+SCHEMA = json.loads(resources.files("checker").joinpath("counterexample.schema.json").read_text("utf-8"))
+_VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
 
 def load_document(path: str | Path) -> dict[str, Any]:
     source = str(path)
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ReplayFileError(source, "file", f"cannot be read ({e.strerror})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ReplayFileError(source, "json", f"not valid JSON ({e})") from None
+    doc = parse_json(read_text(path, source), source)
     check_document(doc, source)
     return doc
 
 
 def check_document(doc: Any, source: str) -> None:
+    """`doc` must be a counterexample of this schema version, valid against
+    counterexample.schema.json, with its steps numbered and its cycle ending at the end."""
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ReplayFileError(source, "format", f"not a counterexample file (expected format {FORMAT!r})")
     version = doc.get("schema_version")
     if not isinstance(version, int) or isinstance(version, bool):
-        raise ReplayFileError(source, "schema_version", f"{version!r} is not an integer")
+        raise ReplayFileError(source, "schema_version", f"{shown(version)} is not an integer")
     if version > SCHEMA_VERSION:
         raise ReplayFileError(source, "schema_version", f"{version} is newer than this checker's "
                               f"{SCHEMA_VERSION}; replay it with a newer checker")
     if version < SCHEMA_VERSION:
         raise ReplayFileError(source, "schema_version", f"{version} is older than {SCHEMA_VERSION} and "
                               "does not carry its scenario; export the counterexample again")
-    for key, kind in REQUIRED.items():
-        if not isinstance(doc.get(key), kind):
-            raise ReplayFileError(source, key, f"missing or not a {kind.__name__}")
-    if doc["result"] not in ("violation", "cycle"):
-        raise ReplayFileError(source, "result", f"{doc['result']!r} is not 'violation' or 'cycle'")
-    for i, step in enumerate(doc["steps"], start=1):
-        if not (isinstance(step, dict) and isinstance(step.get("action"), str)
-                and isinstance(step.get("changes"), dict)):
-            raise ReplayFileError(source, f"steps[{i}]", "needs an 'action' string and a 'changes' table")
+    error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(doc))
+    if error is not None:
+        key, problem, allowed = _schema_error(error)
+        raise ReplayFileError(source, key, problem, allowed)
+    for i, step in enumerate(doc["steps"]):
+        if step["step"] != i + 1:
+            raise ReplayFileError(source, f"steps[{i}].step", f"{step['step']} is not its place in the trace",
+                                  str(i + 1))
     if doc["result"] == "cycle":
-        cycle = doc.get("cycle")
-        if not (isinstance(cycle, dict) and isinstance(cycle.get("first_step"), int)
-                and isinstance(cycle.get("steps"), int) and isinstance(cycle.get("who"), str)):
-            raise ReplayFileError(source, "cycle", "a cycle needs 'who', 'first_step' and 'steps'")
-    for key in ("toml", "name"):
-        if not isinstance(doc["scenario"].get(key), str):
-            raise ReplayFileError(source, f"scenario.{key}", "missing or not a string")
+        first, length, steps = doc["cycle"]["first_step"], doc["cycle"]["steps"], len(doc["steps"])
+        if first + length - 1 != steps:
+            raise ReplayFileError(source, "cycle", f"steps {first} to {first + length - 1} do not end at the "
+                                  f"last step, {steps}", "first_step + steps - 1 == the number of steps")
+
+
+def _schema_error(error: jsonschema.ValidationError) -> tuple[str, str, str]:
+    """(key, problem, allowed) for the most relevant schema error."""
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{shown_key(str(p))}" for p in error.absolute_path)
+    key = path.lstrip(".") or "document"
+    kind, value, instance = error.validator, error.validator_value, error.instance
+    if kind == "required":
+        missing = next(k for k in value if k not in instance)
+        return (f"{path}.{missing}".lstrip("."), "missing", "")
+    if kind == "additionalProperties" and value is False:
+        known = error.schema.get("properties", {})
+        extra = next(k for k in instance if k not in known)
+        return (f"{path}.{shown_key(extra)}".lstrip("."), "unknown key", ", ".join(known))
+    if kind == "type":
+        return (key, f"{shown(instance)} is not of type {value}", "")
+    if kind in ("enum", "const"):
+        allowed = value if kind == "enum" else [value]
+        return (key, f"{shown(instance)} is not allowed", " | ".join(shown(v) for v in allowed))
+    if kind in ("minItems", "maxItems"):
+        return (key, f"{shown(instance)} has {len(instance)} items",
+                "[old, new]" if error.schema.get("maxItems") == 2 else f"{kind} {value}")
+    if kind == "minimum":
+        return (key, f"{shown(instance)} is less than {value}", f"an integer >= {value}")
+    if kind == "minLength":
+        return (key, "is empty", "a non-empty string")
+    if kind == "not":
+        return ("cycle", "only a result 'cycle' has a cycle", "")
+    return (key, printable(error.message)[:200], "")
 
 
 @dataclass
@@ -109,27 +133,28 @@ class Replay:
 
 
 def scenario_spec(doc: Mapping[str, Any], source: str) -> Spec:
+    """The scenario saved in the file, checked and built like a spec file."""
     scenario = doc["scenario"]
-    try:
-        return parse(scenario["toml"], f"{source}: scenario", scenario["name"])
-    except SpecError as e:
-        raise ReplayFileError(source, "scenario.toml", str(e)) from None
+    return parse(scenario["toml"], f"{source}: scenario.toml", scenario["name"])
 
 
-def file_guards(doc: Mapping[str, Any], source: str) -> dict[str, bool]:
-    guards = doc["scenario"].get("guards", {})
-    if not isinstance(guards, dict) or any(v not in ("on", "off") for v in guards.values()):
-        raise ReplayFileError(source, "scenario.guards", "must map guard names to 'on' or 'off'")
-    return {k: v == "on" for k, v in guards.items()}
+def recorded_guards(doc: Mapping[str, Any], source: str, spec: Spec) -> dict[str, bool]:
+    """The guard settings the file was exported with; each must be a guard of `spec`."""
+    known = spec.build().guards
+    for name in doc["scenario"]["guards"]:
+        if name not in known:
+            raise ReplayFileError(source, f"scenario.guards.{shown_key(name)}", "unknown guard",
+                                  ", ".join(sorted(known)))
+    return {k: v == "on" for k, v in doc["scenario"]["guards"].items()}
 
 
 def replay_document(doc: Mapping[str, Any], source: str, spec: Spec | None = None,
                     guards: Mapping[str, bool] | None = None) -> Replay:
     """Replay `doc` against the model of `spec` (default: its own scenario) with `guards`
     overriding the file's own guard settings."""
+    check_document(doc, source)
     spec = spec if spec is not None else scenario_spec(doc, source)
-    overrides = {**file_guards(doc, source), **(guards or {})}
-    model = spec.build(overrides)
+    model = spec.build({**recorded_guards(doc, source, spec), **(guards or {})})
     notes = _identity(doc, model, source)
     bound = _bound(doc, model, source)
     compiled = compile_model(model)
@@ -139,7 +164,7 @@ def replay_document(doc: Mapping[str, Any], source: str, spec: Spec | None = Non
     outcomes: list[Outcome] = []
     for n, step in enumerate(doc["steps"], start=1):
         action = by_key.get(step["action"])
-        actor, text = step.get("actor", "?"), step.get("text", step["action"])
+        actor, text = step["actor"], step["text"]
         if action is None:
             outcomes.append(Outcome(n, actor, text, "missing",
                                     [f"the model has no action {step['action']}"]))
@@ -176,26 +201,26 @@ def replay_document(doc: Mapping[str, Any], source: str, spec: Spec | None = Non
 def _identity(doc: Mapping[str, Any], model: Model, source: str) -> list[str]:
     """The file must come from this model (same components); a changed shape is only noted."""
     recorded = doc["model"]
-    components = recorded.get("components")
+    components = recorded["components"]
     if components != list(model.parts):
         raise ReplayFileError(source, "model.components", f"the file is from a different model: "
-                              f"{components!r}, but this model has {list(model.parts)!r}")
+                              f"{shown(components)}, but this model has {list(model.parts)!r}")
     notes = []
-    if recorded.get("fingerprint") != fingerprint(model):
+    if recorded["fingerprint"] != fingerprint(model):
         notes.append(f"the model's fields or actions differ from the file's (fingerprint "
-                     f"{recorded.get('fingerprint')} -> {fingerprint(model)}); steps are matched by name")
+                     f"{shown(recorded['fingerprint'])} -> {fingerprint(model)}); steps are matched by name")
     return notes
 
 
 def _bound(doc: Mapping[str, Any], model: Model, source: str) -> Bound:
-    name = doc["invariant"].get("name")
+    name = doc["invariant"]["name"]
     try:
         [bound] = select(CATALOGUE, model, [name])
     except (UnknownName, ValueError):
-        raise ReplayFileError(source, "invariant.name", f"{name!r} is not an invariant of this model") from None
+        raise ReplayFileError(source, "invariant.name", f"{shown(name)} is not an invariant of this model") from None
     want = Kind.ALWAYS if doc["result"] == "violation" else Kind.PROGRESS
     if bound.kind is not want:
-        raise ReplayFileError(source, "invariant.name", f"{name!r} is {bound.kind.value}, not {want.value}")
+        raise ReplayFileError(source, "invariant.name", f"{shown(name)} is {bound.kind.value}, not {want.value}")
     return bound
 
 
@@ -239,9 +264,8 @@ def _cycle_verdict(compiled: Compiled, bound: Bound, cycle: Mapping[str, Any], s
     first, length, who = cycle["first_step"], cycle["steps"], cycle["who"]
     waiting = dict(bound.waiting).get(who)
     if waiting is None:
-        raise ReplayFileError(source, "cycle.who", f"{who!r} is not an actor that {bound.name} watches")
-    if first + length - 1 != len(states) - 1:
-        raise ReplayFileError(source, "cycle", "first_step and steps do not end at the last step")
+        raise ReplayFileError(source, "cycle.who", f"{shown(who)} is not an actor that {bound.name} watches",
+                              ", ".join(a for a, _ in bound.waiting))
     loop = states[first - 1:]
     if length and loop[0] != loop[-1]:
         return False, [f"does not reproduce: after step {len(states) - 1} the state is not the one "
@@ -259,8 +283,8 @@ def _cycle_verdict(compiled: Compiled, bound: Bound, cycle: Mapping[str, Any], s
 
 def report_lines(replay: Replay, source: str) -> list[str]:
     model = replay.model
-    out = [f"replay: {source}",
-           *wrap(f"model: {model.name} (components: {', '.join(model.parts)}; "
+    out = [f"replay: {printable(source)}",
+           *wrap(f"model: {printable(model.name)} (components: {', '.join(model.parts)}; "
                  f"guards off: {', '.join(model.guards_off()) or 'none'})", WIDTH, "", "  ")]
     out += [line for n in replay.notes for line in wrap(f"note: {n}", WIDTH, "", "  ")]
     width = max((len(actor_title(o.actor)) for o in replay.outcomes), default=5)

@@ -6,7 +6,6 @@ columns where the content allows.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Mapping, Sequence
 
 from invariants import Bound
@@ -16,6 +15,7 @@ from .diagram import WIDTH, Diagram, steps_lines, wrap
 from .document import Context, Failing, actor_title, failing, read_fields, where_text
 from .explicit import SearchResult
 from .progress import Lasso
+from .text import ascii_path, shell_line
 from .trace import Trace
 
 
@@ -111,14 +111,14 @@ def subject(bound: Bound) -> str:
     return "KVM: TDX:" if {"tdx", "guest", "tdx_huge"} & set(bound.invariant.requires) else "KVM: x86/mmu:"
 
 
-def command_lines(command: str, indent: str = "  ") -> list[str]:
-    """A shell command cut at option boundaries, with backslash continuations."""
-    words = shlex.split(command)
-    lines, current = [], indent + " ".join(shlex.quote(w) for w in words[:3])
+def command_lines(words: Sequence[str], indent: str = "  ") -> list[str]:
+    """A shell command cut at option boundaries, with backslash continuations; plain
+    ASCII whatever the words hold (text.shell_word)."""
+    lines, current = [], indent + shell_line(words[:3])
     i = 3
     while i < len(words):
         take = 2 if words[i].startswith("--") and i + 1 < len(words) and not words[i + 1].startswith("--") else 1
-        part = " ".join(shlex.quote(w) for w in words[i:i + take])
+        part = shell_line(words[i:i + take])
         if len(current) + 1 + len(part) + 2 > WIDTH:
             lines.append(current + " \\")
             current = indent + "  " + part
@@ -129,8 +129,9 @@ def command_lines(command: str, indent: str = "  ") -> list[str]:
 
 
 def _header(model: Model, context: Context) -> list[str]:
-    spec = f"Spec:       {context.spec}"
-    out = [spec] if len(spec) <= WIDTH else ["Spec:", f"  {context.spec}"]
+    path = ascii_path(context.spec)
+    spec = f"Spec:       {path}"
+    out = [spec] if len(spec) <= WIDTH else ["Spec:", f"  {path}"]
     out.append(f"Components: {', '.join(model.parts) or 'none'}")
     off = sorted((g for g in model.guards.values() if not g.enabled), key=lambda g: g.name)
     if not off:

@@ -23,14 +23,16 @@ depth = 29                      # pinned depth of the search
 witnesses = ["..."]             # SOMETIMES witnesses that must be reached
 ```
 
-Every key is checked: an unknown key, a wrong type or an unknown guard, invariant or
-component is a SpecError naming the file, the key and what is allowed.
+Every key is checked: an unknown key, a wrong type, an empty list or an unknown guard,
+invariant or component is a SpecError naming the file, the key and what is allowed.
+`read()` checks the file's shape without building anything (what `list specs` needs);
+`parse()` and `load()` also build the model once, so that every name is checked.
+A shipped spec can be named by its bare name (`find()`).
 """
 
 from __future__ import annotations
 
-import re
-import tomllib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,20 +40,21 @@ from typing import Any
 
 from invariants import CATALOGUE, Bound, Kind, select
 from invariants.core import facts
-from model.lang import Model, ModelError, OptionError, UnknownName, order
+from model.lang import Model, ModelError, OptionError, UnknownName, order, shown, shown_key
 from model.mmu import COMPONENTS, Sizes, build
+
+from .errors import InputError, UsageError
+from .files import parse_toml, read_text
 
 TOP_KEYS = ("description", "components", "depth", "invariants", "check_deadlock", "sizes", "guards", "expect")
 EXPECT_KEYS = ("result", "invariant", "within", "complete", "distinct", "depth", "witnesses")
 
 
-class SpecError(Exception):
-    """A bad spec: names the file, the key, the problem and what is allowed."""
+SHIPPED = Path(__file__).resolve().parent.parent / "specs"  # the checkout's specs/
 
-    def __init__(self, source: str, key: str, problem: str, allowed: str = "") -> None:
-        tail = f"; allowed: {allowed}" if allowed else ""
-        super().__init__(f"{source}: {key}: {problem}{tail}")
-        self.source, self.key = source, key
+
+class SpecError(InputError):
+    """A bad spec: names the file, the key, the problem and what is allowed."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ class Spec:
     components: tuple[str, ...]
     sizes: Sizes
     options: dict[str, dict[str, Any]]
-    guards_off: tuple[str, ...]
+    guards: dict[str, bool]  # the [guards] table: name -> on
     invariants: tuple[str, ...] | None
     depth: int | None
     check_deadlock: bool
@@ -82,29 +85,39 @@ class Spec:
     text: str = field(repr=False, default="")  # the TOML itself, for exports that replay it
     _models: dict[tuple[str, ...], Model] = field(repr=False, default_factory=dict)
 
-    def build(self, guards: Mapping[str, bool] | None = None) -> Model:
-        """The model of this scenario; `guards` (name -> on) overrides the spec's guards."""
-        off = set(self.guards_off)
-        for name, on in (guards or {}).items():
-            (off.discard if on else off.add)(name)
-        key = tuple(sorted(off))
-        if key not in self._models:
-            self._models[key] = self._build(key)
-        return self._models[key]
+    @property
+    def guards_off(self) -> tuple[str, ...]:
+        return tuple(sorted(g for g, on in self.guards.items() if not on))
 
-    def _build(self, off: tuple[str, ...]) -> Model:
+    def build(self, guards: Mapping[str, bool] | None = None) -> Model:
+        """The model of this scenario; `guards` (name -> on) overrides the spec's [guards].
+        Every guard named, on or off, here or in the spec, must be one the model has."""
+        settings = {**self.guards, **(guards or {})}
+        key = tuple(sorted(g for g, on in settings.items() if not on))
+        if key not in self._models:
+            model = self._build(key, guards or {})
+            if not self._models:
+                self._check_names(model)
+            self._models[key] = model
+        model = self._models[key]
+        for name in settings:
+            if name not in model.guards:
+                where = "--guard" if guards and name in guards else f"guards.{shown_key(name)}"
+                raise SpecError(self.source, where, f"unknown guard {shown(name)}", ", ".join(sorted(model.guards)))
+        return model
+
+    def _build(self, off: tuple[str, ...], overrides: Mapping[str, bool]) -> Model:
         try:
             return build(self.components, self.sizes, self.options, off, self.name, self.description)
         except UnknownName as e:
             if e.kind == "guard":
-                key = f"guards.{e.name}" if e.name in self.guards_off else "--guard"
-                raise SpecError(self.source, key, "unknown guard", ", ".join(e.allowed)) from None
-            raise SpecError(self.source, e.kind, f"unknown {e.kind} {e.name!r}", ", ".join(e.allowed)) from None
+                key = "--guard" if e.name in overrides else f"guards.{shown_key(e.name)}"
+                raise SpecError(self.source, key, f"unknown guard {shown(e.name)}", ", ".join(e.allowed)) from None
+            raise SpecError(self.source, e.kind, f"unknown {e.kind} {shown(e.name)}", ", ".join(e.allowed)) from None
         except OptionError as e:
-            base = re.split(r"[\[.]", e.key)[0]
-            component = next((c for c in self.components if base in {o.name for o in COMPONENTS[c].options}), None)
-            prefix = f"{component}." if component else ""
-            raise SpecError(self.source, prefix + e.key, e.problem, e.allowed) from None
+            raise SpecError(self.source, e.key, e.problem, e.allowed) from None
+        except ModelError as e:
+            raise SpecError(self.source, "model", str(e)) from None
 
     def bound_invariants(self, model: Model, names: tuple[str, ...] | None = None) -> list[Bound]:
         """The invariants to check (the spec's, or `names`), plus the model's own facts."""
@@ -113,32 +126,78 @@ class Spec:
             picked = select(CATALOGUE, model, chosen)
         except UnknownName as e:
             key = "invariants" if names is None else "--invariant"
-            raise SpecError(self.source, key, f"unknown invariant {e.name!r}", ", ".join(e.allowed)) from None
+            raise SpecError(self.source, key, f"unknown invariant {shown(e.name)}", ", ".join(e.allowed)) from None
         return picked + facts(model)
+
+    def _check_names(self, model: Model) -> None:
+        """The spec's invariants must exist, and its expectation must name an invariant or
+        witness that the run will actually check."""
+        bounds = self.bound_invariants(model)
+        if self.expect is None:
+            return
+        always = [b.name for b in bounds if b.kind is Kind.ALWAYS]
+        sometimes = [b.name for b in bounds if b.kind is Kind.SOMETIMES]
+        progress = [b.name for b in bounds if b.kind is Kind.PROGRESS]
+        inv = self.expect.invariant
+        if self.expect.result == "violation" and inv not in always:
+            raise SpecError(self.source, "expect.invariant",
+                            f"{shown(inv)} is not an ALWAYS invariant this spec checks", ", ".join(always))
+        if self.expect.result == "cycle" and inv not in progress:
+            raise SpecError(self.source, "expect.invariant",
+                            f"{shown(inv)} is not a PROGRESS property this spec checks",
+                            ", ".join(progress) or "none (no component of this spec has one)")
+        for w in self.expect.witnesses:
+            if w not in sometimes:
+                raise SpecError(self.source, "expect.witnesses",
+                                f"{shown(w)} is not a SOMETIMES witness this spec checks", ", ".join(sometimes))
+
+
+def find(name: str, directory: Path = SHIPPED) -> Path:
+    """The spec file `name` stands for: a path, or a shipped spec's bare name (with or
+    without `.toml`), as `python -m checker list specs` prints it."""
+    if not name:
+        raise UsageError("--spec: an empty name; give a spec file, or a shipped spec's name "
+                         "(python -m checker list specs)")
+    path = Path(name)
+    if os.path.lexists(path) or os.sep in name or (os.altsep and os.altsep in name):
+        return path
+    stem = name[:-len(".toml")] if name.endswith(".toml") else name
+    shipped = directory / f"{stem}.toml"
+    return shipped if shipped.is_file() else path
 
 
 def load(path: str | Path) -> Spec:
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise SpecError(source, "file", f"cannot be read ({e.strerror})") from None
-    return parse(text, source, Path(path).stem)
+    """Read, check and build the spec file at `path`."""
+    spec = read(path)
+    spec.build()
+    return spec
+
+
+def read(path: str | Path, source: str | None = None) -> Spec:
+    """The spec file at `path`, its shape checked but its model not built."""
+    source = source if source is not None else str(path)
+    return from_text(read_text(path, source), source, Path(path).stem)
 
 
 def parse(text: str, source: str, name: str) -> Spec:
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise SpecError(source, "toml", f"not valid TOML ({e})") from None
+    """A spec from its TOML text, checked and built."""
+    spec = from_text(text, source, name)
+    spec.build()
+    return spec
+
+
+def from_text(text: str, source: str, name: str) -> Spec:
+    raw = parse_toml(text, source)
     component_keys = tuple(COMPONENTS)
     for key in raw:
         if key not in TOP_KEYS and key not in component_keys:
-            raise SpecError(source, key, "unknown key", ", ".join(TOP_KEYS + component_keys))
+            raise SpecError(source, shown_key(key), "unknown key", ", ".join(TOP_KEYS + component_keys))
     components = _str_list(raw, "components", source, ["attributes"])
+    if not components:
+        raise SpecError(source, "components", "an empty list: a model needs a component", ", ".join(COMPONENTS))
     for c in components:
         if c not in COMPONENTS:
-            raise SpecError(source, "components", f"unknown component {c!r}", ", ".join(COMPONENTS))
+            raise SpecError(source, "components", f"unknown component {shown(c)}", ", ".join(COMPONENTS))
     sizes_raw = _table(raw, "sizes", source)
     try:
         sizes = Sizes.from_options(sizes_raw)
@@ -152,52 +211,28 @@ def parse(text: str, source: str, name: str) -> Spec:
             raise SpecError(source, c, f"options for component {c!r}, which is not in components "
                             f"(nor required by them)", ", ".join(enabled))
         options[c] = table
-    guards_off = []
+    guards: dict[str, bool] = {}
     for g, state in _table(raw, "guards", source).items():
         if state not in ("off", "on"):
-            raise SpecError(source, f"guards.{g}", f"{state!r} is not a guard state", "'off' | 'on'")
-        if state == "off":
-            guards_off.append(g)
-    invariants = tuple(_str_list(raw, "invariants", source, [])) if "invariants" in raw else None
+            raise SpecError(source, f"guards.{shown_key(g)}", f"{shown(state)} is not a guard state", "'off' | 'on'")
+        guards[g] = state == "on"
+    invariants = None
+    if "invariants" in raw:
+        invariants = tuple(_str_list(raw, "invariants", source, []))
+        if not invariants:
+            raise SpecError(source, "invariants", "an empty list would check nothing but the model's own facts",
+                            "one or more invariant names, or no key at all for every invariant that applies")
     depth = _int(raw, "depth", source, minimum=0)
     check_deadlock = raw.get("check_deadlock", False)
     if not isinstance(check_deadlock, bool):
-        raise SpecError(source, "check_deadlock", f"{check_deadlock!r} is not a boolean", "true | false")
+        raise SpecError(source, "check_deadlock", f"{shown(check_deadlock)} is not a boolean", "true | false")
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise SpecError(source, "description", "is not a string", "a string")
-    spec = Spec(
-        source, name, description, tuple(components), sizes, options, tuple(sorted(guards_off)),
+    return Spec(
+        source, name, description, tuple(components), sizes, options, guards,
         invariants, depth, check_deadlock, _expect(raw, source), raw, text,
     )
-    _check_names(spec)
-    return spec
-
-
-def _check_names(spec: Spec) -> None:
-    """Build once so unknown guards, options and invariants are reported now, by key; and
-    an expectation must name an invariant or witness that the run will actually check."""
-    try:
-        model = spec.build()
-    except ModelError as e:
-        raise SpecError(spec.source, "model", str(e)) from None
-    bounds = spec.bound_invariants(model)
-    if spec.expect is None:
-        return
-    always = [b.name for b in bounds if b.kind is Kind.ALWAYS]
-    sometimes = [b.name for b in bounds if b.kind is Kind.SOMETIMES]
-    progress = [b.name for b in bounds if b.kind is Kind.PROGRESS]
-    inv = spec.expect.invariant
-    if spec.expect.result == "violation" and inv not in always:
-        raise SpecError(spec.source, "expect.invariant", f"{inv!r} is not an ALWAYS invariant this spec checks",
-                        ", ".join(always))
-    if spec.expect.result == "cycle" and inv not in progress:
-        raise SpecError(spec.source, "expect.invariant", f"{inv!r} is not a PROGRESS property this spec checks",
-                        ", ".join(progress) or "none (no component of this spec has one)")
-    for w in spec.expect.witnesses:
-        if w not in sometimes:
-            raise SpecError(spec.source, "expect.witnesses", f"{w!r} is not a SOMETIMES witness this spec checks",
-                            ", ".join(sometimes))
 
 
 def _expect(raw: dict[str, Any], source: str) -> Expect | None:
@@ -206,10 +241,10 @@ def _expect(raw: dict[str, Any], source: str) -> Expect | None:
     table = _table(raw, "expect", source)
     for key in table:
         if key not in EXPECT_KEYS:
-            raise SpecError(source, f"expect.{key}", "unknown key", ", ".join(EXPECT_KEYS))
+            raise SpecError(source, f"expect.{shown_key(key)}", "unknown key", ", ".join(EXPECT_KEYS))
     result = table.get("result")
     if result not in ("pass", "violation", "cycle"):
-        raise SpecError(source, "expect.result", f"{result!r} is not a result", "'pass' | 'violation' | 'cycle'")
+        raise SpecError(source, "expect.result", f"{shown(result)} is not a result", "'pass' | 'violation' | 'cycle'")
     invariant = table.get("invariant")
     if result != "pass" and not isinstance(invariant, str):
         raise SpecError(source, "expect.invariant", f"a {result} needs the name of the property it breaks",
@@ -218,7 +253,7 @@ def _expect(raw: dict[str, Any], source: str) -> Expect | None:
         raise SpecError(source, "expect.invariant", "only a violation names an invariant")
     complete = table.get("complete")
     if complete is not None and not isinstance(complete, bool):
-        raise SpecError(source, "expect.complete", f"{complete!r} is not a boolean", "true | false")
+        raise SpecError(source, "expect.complete", f"{shown(complete)} is not a boolean", "true | false")
     witnesses = tuple(_str_list(table, "witnesses", source, [], prefix="expect."))
     return Expect(
         result, invariant, _int(table, "within", source, 0, "expect."), complete,
@@ -236,7 +271,7 @@ def _table(raw: dict[str, Any], key: str, source: str) -> dict[str, Any]:
 def _str_list(raw: dict[str, Any], key: str, source: str, default: list[str], prefix: str = "") -> list[str]:
     value = raw.get(key, default)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise SpecError(source, prefix + key, f"{value!r} is not a list of strings", "a list of names")
+        raise SpecError(source, prefix + key, f"{shown(value)} is not a list of strings", "a list of names")
     return value
 
 
@@ -245,5 +280,6 @@ def _int(raw: dict[str, Any], key: str, source: str, minimum: int, prefix: str =
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SpecError(source, prefix + key, f"{value!r} is not an integer >= {minimum}", f"an integer >= {minimum}")
+        raise SpecError(source, prefix + key, f"{shown(value)} is not an integer >= {minimum}",
+                        f"an integer >= {minimum}")
     return value

@@ -9,7 +9,7 @@ from .bits import case_split, decide, word
 from .builder import Fact, GuardInfo, Model, ModelBuilder, UnknownName
 from .component import Component, compose, order
 from .domains import BOOL, BoolDomain, Domain, EnumDomain, IntDomain
-from .errors import ModelError, SolverUnknown
+from .errors import ModelError, SolverUnknown, printable, shown, shown_key
 from .exprs import evaluate, free_constants
 from .fields import Family, Field
 from .options import Option, OptionError, resolve
@@ -46,7 +46,10 @@ __all__ = [
     "kernel",
     "models",
     "order",
+    "printable",
     "resolve",
     "show",
+    "shown",
+    "shown_key",
     "word",
 ]

@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import shown, shown_key
+
 
 class OptionError(Exception):
     """A bad option value. `key` is the option's name, `allowed` what would be accepted."""
@@ -47,22 +49,22 @@ class Option:
     def check(self, value: Any) -> Any:
         if self.kind is int:
             if isinstance(value, bool) or not isinstance(value, int):
-                raise OptionError(self.name, f"{value!r} is not an integer", self.allowed())
+                raise OptionError(self.name, f"{shown(value)} is not an integer", self.allowed())
             if (self.minimum is not None and value < self.minimum) or (
                 self.maximum is not None and value > self.maximum
             ):
-                raise OptionError(self.name, f"{value} is out of range", self.allowed())
+                raise OptionError(self.name, f"{shown(value)} is out of range", self.allowed())
             return value
         if self.kind is bool:
             if not isinstance(value, bool):
-                raise OptionError(self.name, f"{value!r} is not a boolean", self.allowed())
+                raise OptionError(self.name, f"{shown(value)} is not a boolean", self.allowed())
             return value
         if self.kind is str:
             if not isinstance(value, str) or (self.choices and value not in self.choices):
-                raise OptionError(self.name, f"{value!r} is not allowed", self.allowed())
+                raise OptionError(self.name, f"{shown(value)} is not allowed", self.allowed())
             return value
         if not isinstance(value, self.kind):
-            raise OptionError(self.name, f"{value!r} has the wrong type", self.allowed())
+            raise OptionError(self.name, f"{shown(value)} has the wrong type", self.allowed())
         return value
 
 
@@ -71,5 +73,5 @@ def resolve(options: Sequence[Option], given: Mapping[str, Any]) -> dict[str, An
     known = {o.name: o for o in options}
     for key in given:
         if key not in known:
-            raise OptionError(key, "unknown option", ", ".join(sorted(known)) or "none")
+            raise OptionError(shown_key(key), "unknown option", ", ".join(sorted(known)) or "none")
     return {o.name: o.check(given[o.name]) if o.name in given else o.default for o in options}

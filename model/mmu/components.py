@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from model.lang import Component, Model, ModelBuilder, Option, OptionError, compose, order, resolve
+from model.lang import Component, Model, ModelBuilder, Option, OptionError, compose, order, resolve, shown
 
 from .attributes import MemoryAttributes
 from .fault import FaultPath, FaultRefinement
@@ -90,7 +92,7 @@ def _initial_attributes(text: str, sizes: Sizes) -> list[str]:
     letters = {"S": "SHARED", "P": "PRIVATE"}
     if len(text) != n or any(ch not in letters for ch in text):
         raise OptionError(
-            "initial_attributes", f"{text!r} does not describe {n} GFNs",
+            "initial_attributes", f"{shown(text)} does not describe {n} GFNs",
             f"'shared', 'private', or {n} letters S/P",
         )
     return [letters[ch] for ch in text]
@@ -109,17 +111,21 @@ def _conversions(entries: list[Any], sizes: Sizes) -> list[Conversion]:
     for i, entry in enumerate(entries):
         key = f"conversions[{i}]"
         if not isinstance(entry, dict) or set(entry) != {"start", "end", "attributes"}:
-            raise OptionError(key, f"{entry!r} is not a table of start, end, attributes",
+            raise OptionError(key, f"{shown(entry)} is not a table of start, end, attributes",
                               "{start = GFN, end = GFN, attributes = 'shared' | 'private'}")
         start, end, attributes = entry["start"], entry["end"], entry["attributes"]
         ok_ints = all(isinstance(x, int) and not isinstance(x, bool) for x in (start, end))
         if not ok_ints or not 0 <= start < end <= n:
-            raise OptionError(f"{key}.start/end", f"[{start}, {end}) is not a range of GFNs",
+            raise OptionError(f"{key}.start/end", f"[{shown(start)}, {shown(end)}) is not a range of GFNs",
                               f"0 <= start < end <= {n}")
         if attributes not in ("shared", "private"):
-            raise OptionError(f"{key}.attributes", f"{attributes!r} is not allowed", "'shared' | 'private'")
+            raise OptionError(f"{key}.attributes", f"{shown(attributes)} is not allowed", "'shared' | 'private'")
         out.append(Conversion(start, end, attributes.upper()))
     return out
+
+
+_BUILT: OrderedDict[str, Model] = OrderedDict()  # the last models built, by their configuration
+BUILT_KEPT = 16
 
 
 def build(
@@ -130,9 +136,36 @@ def build(
     name: str = "mmu",
     description: str = "",
 ) -> Model:
-    """Build the MMU model made of `components` (and what they require)."""
-    names = order(COMPONENTS, list(components))
+    """Build the MMU model made of `components` (and what they require).
+
+    A model is immutable once built, and building one proves every effect's domain with
+    z3 (seconds for the TDX models), so the last few are kept by configuration: a replay,
+    a second spec of the same world or a test that builds it again gets the same object."""
+    components = list(components)
+    guards_off = sorted(guards_off)
+    key = json.dumps([components, repr(sizes), options, guards_off, name, description], sort_keys=True, default=repr)
+    if key in _BUILT:
+        _BUILT.move_to_end(key)
+        return _BUILT[key]
+    model = _build(components, sizes, options, guards_off, name, description)
+    _BUILT[key] = model
+    if len(_BUILT) > BUILT_KEPT:
+        _BUILT.popitem(last=False)
+    return model
+
+
+def _build(components: list[str], sizes: Sizes, options: Mapping[str, Mapping[str, Any]],
+           guards_off: list[str], name: str, description: str) -> Model:
+    names = order(COMPONENTS, components)
     b = ModelBuilder(name, guards_off)
-    instances = [COMPONENTS[n](sizes, options.get(n, {})) for n in names]  # type: ignore[call-arg]
+    instances = [_instance(n, sizes, options.get(n, {})) for n in names]
     compose(b, instances)
     return b.build(description)
+
+
+def _instance(name: str, sizes: Sizes, options: Mapping[str, Any]) -> Component:
+    """Component `name` configured by its options; an option error names its table."""
+    try:
+        return COMPONENTS[name](sizes, options)  # type: ignore[call-arg]
+    except OptionError as e:
+        raise OptionError(f"{name}.{e.key}", e.problem, e.allowed) from None

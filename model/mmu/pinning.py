@@ -45,6 +45,7 @@ from model.lang import (
     Step,
     kernel,
     resolve,
+    shown,
 )
 
 from .sizes import Sizes
@@ -83,7 +84,7 @@ class PinningComponent(Component):
         n = sizes.gfns
         text = self.config["encrypted"] or "E" + "S" * (n - 1)
         if len(text) != n or set(text) - {"E", "S"}:
-            raise OptionError("encrypted", f"{text!r} does not describe {n} GFNs", f"{n} letters E or S")
+            raise OptionError("encrypted", f"{shown(text)} does not describe {n} GFNs", f"{n} letters E or S")
         self.encrypted = [ch == "E" for ch in text]
 
     def declare(self, b: ModelBuilder, deps: Mapping[str, Component]) -> None:

@@ -51,6 +51,7 @@ from model.lang import (
     decide,
     kernel,
     resolve,
+    shown,
     word,
 )
 
@@ -121,19 +122,19 @@ class MmioComponent(Component):
         c = self.config = resolve(self.options, options)
         vms = c["vms"]
         if not vms or len(vms) > 2 or any(t not in VM_TYPES for t in vms):
-            raise OptionError("vms", f"{vms!r} is not a list of one or two VM types",
+            raise OptionError("vms", f"{shown(vms)} is not a list of one or two VM types",
                               "['vmx'], ['tdx'], ['vmx', 'tdx'], ['tdx', 'tdx'], ...")
         self.vms = [Vm(i, t) for i, t in enumerate(vms)]
         n = sizes.gfns
         slots = c["memslots"] or "R" + "-" * (n - 1)
         if len(slots) != n or set(slots) - {"R", "-"}:
-            raise OptionError("memslots", f"{slots!r} does not describe {n} GFNs", f"{n} letters R or -")
+            raise OptionError("memslots", f"{shown(slots)} does not describe {n} GFNs", f"{n} letters R or -")
         self.initial_slots = [ch == "R" for ch in slots]
         creations = c["memslot_creations"] or [0 if vm.is_td else 1 for vm in self.vms]
         if len(creations) != len(self.vms) or any(
             isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= 2 for k in creations
         ):
-            raise OptionError("memslot_creations", f"{creations!r} is not one integer 0..2 per VM",
+            raise OptionError("memslot_creations", f"{shown(creations)} is not one integer 0..2 per VM",
                               f"a list of {len(self.vms)} integers in 0..2")
         self.creations = list(creations)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from model.lang import Component, ModelBuilder, Option, OptionError, resolve
+from model.lang import Component, ModelBuilder, Option, OptionError, resolve, shown
 
 from ..sizes import Sizes
 from . import mirror_fault
@@ -87,11 +87,11 @@ def _punch_holes(entries: list[Any], sizes: Sizes) -> list[PunchHole]:
     for i, entry in enumerate(entries):
         key = f"punch_holes[{i}]"
         if not isinstance(entry, dict) or set(entry) != {"start", "end"}:
-            raise OptionError(key, f"{entry!r} is not a table of start, end", "{start = GFN, end = GFN}")
+            raise OptionError(key, f"{shown(entry)} is not a table of start, end", "{start = GFN, end = GFN}")
         start, end = entry["start"], entry["end"]
         ok = all(isinstance(x, int) and not isinstance(x, bool) for x in (start, end))
         if not ok or not 0 <= start < end <= n:
-            raise OptionError(f"{key}.start/end", f"[{start}, {end}) is not a range of GFNs",
+            raise OptionError(f"{key}.start/end", f"[{shown(start)}, {shown(end)}) is not a range of GFNs",
                               f"0 <= start < end <= {n}")
         out.append(PunchHole(start, end))
     return out
