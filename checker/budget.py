@@ -52,15 +52,24 @@ def valid_time_limit(seconds: float) -> bool:
 class Deadline:
     """SIGALRM at the budget's deadline, raising BudgetExceeded in the current phase.
 
-    `phase()` names what the run is doing; `polled()` holds the alarm off around code that
-    checks the budget itself (the search), so that it can stop between blocks with its
-    figures intact. Without a time limit, or where SIGALRM does not exist, it does nothing.
+    `phase()` names what the run is doing, and checks the budget itself; `polled()` holds
+    the alarm off around code that checks the budget on its own (the search), so that it
+    can stop between blocks with its figures intact. Without a time limit, or where
+    SIGALRM does not exist, it does nothing.
+
+    An exception raised from a signal handler lands wherever the interpreter is: inside a
+    `__del__` it would be printed and lost, so the alarm rings again a moment later
+    instead; inside a library that wraps it (ctypes turns it into ArgumentError), the
+    wrapped error is still read as the budget running out, once the alarm has rung.
     """
+
+    RETRY = 0.01  # seconds before the alarm rings again when it fell in a __del__
 
     def __init__(self, budget: Budget) -> None:
         self.budget = budget
         self.current = "starting"
         self.armed = budget.time_limit is not None and hasattr(signal, "setitimer")
+        self.rang = False
         self._previous: object = None
 
     def __enter__(self) -> Deadline:
@@ -69,12 +78,18 @@ class Deadline:
             self._arm()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if self.armed:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, self._previous)  # type: ignore[arg-type]
+        if self.rang and isinstance(exc, Exception) and not isinstance(exc, BudgetExceeded):
+            raise BudgetExceeded("time-limit", self.current) from exc
 
     def _ring(self, signum: int, frame: FrameType | None) -> None:
+        if frame is not None and frame.f_code.co_name == "__del__":
+            signal.setitimer(signal.ITIMER_REAL, self.RETRY)
+            return
+        self.rang = True
         raise BudgetExceeded("time-limit", self.current)
 
     def _arm(self) -> None:

@@ -26,7 +26,7 @@ from typing import NoReturn
 from invariants import CATALOGUE, Bound, Kind, applicable
 from model.lang import Model, ModelError, SolverUnknown
 
-from . import export, report
+from . import STARTED, export, report
 from .budget import Budget, Deadline, valid_time_limit
 from .compile import Compiled, CompileError, compile_model
 from .diagram import steps_lines
@@ -85,15 +85,16 @@ def entry() -> NoReturn:
     if hasattr(signal, "SIGPIPE"):  # `... | head` ends quietly, as other command-line tools do
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, _terminate)
-    sys.exit(main())
+    sys.exit(main(started=STARTED))
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise Terminated
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line `argv`; return its exit code, whatever happens."""
+def main(argv: Sequence[str] | None = None, started: float | None = None) -> int:
+    """Run the command line `argv`; return its exit code, whatever happens. A time limit
+    counts from `started` (the program's start, imports included), or from now."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     args = [a for a in args if a != "--debug"]
@@ -102,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return list_command(args[1:])
         if args and args[0] == "replay":
             return replay_command(args[1:])
-        return check_command(args)
+        return check_command(args, started)
     except BudgetExceeded as e:
         _flush_quietly()
         print(f"stopped: {e}")
@@ -273,9 +274,11 @@ def load_spec(name: str | None) -> Spec:
     return read(find(name))
 
 
-def check_command(argv: list[str]) -> int:
+def check_command(argv: list[str], started: float | None = None) -> int:
     args = _parser().parse_args(argv)
     budget = Budget(max_states=args.max_states, time_limit=args.time_limit)
+    if started is not None:
+        budget.started = started
     formats = _formats(args)
     guards = _guard_overrides(args.guard)
     out_dir = check_output_dir(args.export) if args.export is not None else None

@@ -22,9 +22,11 @@ import re
 import shutil
 import signal
 import stat
+import threading
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from .errors import InputError, SystemFailure, UsageError
@@ -196,9 +198,10 @@ def write_all(directory: Path, files: Mapping[str, str]) -> list[Path]:
     except OSError as e:
         raise SystemFailure(f"cannot write into {printable(str(directory))}: {e.strerror}") from None
     finally:
-        for tmp in temps.values():
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        with held_signals():  # a second Ctrl-C must not leave temporary files behind
+            for tmp in temps.values():
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -244,15 +247,30 @@ def _keep(target: Path, backup: Path) -> None:
         shutil.copy2(target, backup, follow_symlinks=False)
 
 
+HELD = ("SIGINT", "SIGTERM", "SIGALRM")
+
+
 @contextlib.contextmanager
 def held_signals() -> Iterator[None]:
-    """SIGINT, SIGTERM and SIGALRM wait until the block is done (then they are delivered)."""
-    mask = getattr(signal, "pthread_sigmask", None)
-    if mask is None:
+    """SIGINT, SIGTERM and SIGALRM wait until the block is done, then reach their handlers.
+
+    Held at the Python level, not with a signal mask: the kernel may hand a signal to any
+    thread (NumPy's and z3's included), and only the main thread's mask would be set;
+    Python runs every handler in the main thread, so swapping the handlers holds them all."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = mask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGALRM})
+    pending: list[int] = []
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        pending.append(signum)
+
+    kinds = [getattr(signal, name) for name in HELD if hasattr(signal, name)]
+    old = {sig: signal.signal(sig, note) for sig in kinds}
     try:
         yield
     finally:
-        mask(signal.SIG_SETMASK, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(pending):
+            signal.raise_signal(sig)

@@ -1,4 +1,4 @@
-"""Invariants of the attributes/huge-page component (brief §1.3: A-Inv1, A-Inv2, A-Inv4)."""
+"""Invariants of the attributes/huge-page component (CATALOGUE.md: A-Inv1, A-Inv2, A-Inv4)."""
 
 from __future__ import annotations
 

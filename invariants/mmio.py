@@ -1,4 +1,4 @@
-"""MMIO SPTEs: what is_mmio_spte(kvm, spte) may and may not say, per VM (brief 4.3).
+"""MMIO SPTEs: what is_mmio_spte(kvm, spte) may and may not say, per VM (CATALOGUE.md: IO-Inv1..IO-Inv5).
 
 The bit-level predicates come from model/mmu/mmio/spte.py; each invariant applies them
 to every SPTE of every VM, with that VM's shadow_mmio_value (or the global one).

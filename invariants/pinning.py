@@ -1,4 +1,4 @@
-"""Pinned SPTEs (brief 3.2): a pin survives a zap, is found through the rmap, is dropped
+"""Pinned SPTEs (CATALOGUE.md: P-Inv1..P-Inv5): a pin survives a zap, is found through the rmap, is dropped
 once, and a pinned (encrypted) page never moves."""
 
 from __future__ import annotations

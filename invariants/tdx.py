@@ -1,4 +1,4 @@
-"""Invariants of the TDX mirror and external S-EPT (brief §2.5: M-Inv1..M-Inv7, pins)."""
+"""Invariants of the TDX mirror and external S-EPT (CATALOGUE.md: M-Inv1..M-Inv7, pins)."""
 
 from __future__ import annotations
 

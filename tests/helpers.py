@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from checker.compile import Compiled
 from checker.trace import holds, successor
@@ -51,3 +52,22 @@ def check(model: Model, invariant: str, st: Mapping[str, int]) -> bool:
     """z3's verdict on a catalogue invariant in state `st`."""
     inv = next(i for i in CATALOGUE if i.name == invariant)
     return holds(model, inv.bind(model).term, [st[f.name] for f in model.schema.fields])
+
+
+class Lazy:
+    """A module-level model (or compiled model) built when a test first uses it, not when
+    the test module is imported: pytest-xdist imports every module in every worker."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._value: Any = None
+
+    def get(self) -> Any:
+        if self._value is None:
+            self._value = self._make()
+        return self._value
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name == "pytestmark":  # pytest probing what the name is
+            raise AttributeError(name)
+        return getattr(self.get(), name)

@@ -103,7 +103,7 @@ def test_guard_override_finds_the_bug_in_the_default_scenario(capsys: pytest.Cap
 
 def test_a1_counterexample_reads_as_a_race(capsys: pytest.CaptureFixture[str],
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two columns, ioctl and vCPU0, time running down, as in the brief's race diagrams."""
+    """Two columns, ioctl and vCPU0, time running down, as in the catalogue's race diagrams."""
     # run as a user would, from the checkout: the reproduce command names the spec as given,
     # so an absolute path as deep as the clone would decide the width of that one line
     monkeypatch.chdir(ROOT)
@@ -164,9 +164,9 @@ def test_an_invariant_the_domains_decide_is_reported(capsys: pytest.CaptureFixtu
     from checker.sanity import vacuous
     from invariants import Invariant, Kind
 
-    from .shipped import shipped
+    from .shipped import shipped_model
 
-    model, bounds = shipped()["<default>"]
+    model, bounds = shipped_model("<default>")
     always = Invariant("tautology", Kind.ALWAYS, "seq is in range", "-", (),
                        lambda m: m.field("mmu_invalidate_seq").var >= 0).bind(model)
     never = Invariant("impossible", Kind.SOMETIMES, "seq is negative", "-", (),

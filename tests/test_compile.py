@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from checker.compile import CompileError, compile_model, compile_predicate
 from model.lang import BOOL, IntDomain, ModelBuilder, Step, kernel
 
-from .shipped import shipped
+from .shipped import NAMES, shipped_model
 
-MODELS = sorted(shipped())
+MODELS = NAMES
 
 
 def _z3_model(model, values):  # type: ignore[no-untyped-def]
@@ -36,7 +36,7 @@ def _as_int(value: z3.ExprRef) -> int:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_compiled_guards_effects_and_predicates_agree_with_z3(name: str, data: st.DataObject) -> None:
-    model, bounds = shipped()[name]
+    model, bounds = shipped_model(name)
     compiled = _compiled(name)
     fields = model.schema.fields
     states = [
@@ -71,7 +71,7 @@ _CACHE: dict[str, object] = {}
 
 def _compiled(name: str):  # type: ignore[no-untyped-def]
     if name not in _CACHE:
-        _CACHE[name] = compile_model(shipped()[name][0])
+        _CACHE[name] = compile_model(shipped_model(name)[0])
     return _CACHE[name]
 
 

@@ -16,17 +16,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import networkx as nx
 import pytest
 
 from checker import export
 from checker.cli import main
-from checker.spec import load
+from checker.replay import SCHEMA
+from checker.spec import read
 
+from .docs import spec_sections, table_errors
 from .shipped import ROOT, SPECS
 
 GOLDEN = ROOT / "tests" / "golden"
-BUGS = [p for p in SPECS if load(p).expect is not None and load(p).expect.result != "pass"]  # type: ignore[union-attr]
+BUGS = [p for p in SPECS if read(p).expect is not None and read(p).expect.result != "pass"]  # type: ignore[union-attr]
 ALL = "text,json,dot,graphml,html,pytest"
 A1 = ROOT / "specs" / "hugepage-over-converting-attrs__no-huge-range.toml"
 
@@ -81,8 +84,11 @@ def test_bug_spec_exports_every_format_replays_and_fails_with_the_fix(
                for line in long), long
 
     doc = json.loads((tmp_path / f"{name}.json").read_text())
-    assert doc["invariant"]["name"] == load(path).expect.invariant  # type: ignore[union-attr]
+    assert doc["invariant"]["name"] == read(path).expect.invariant  # type: ignore[union-attr]
     assert doc["invariant"]["name"] in (tmp_path / f"{name}.html").read_text()
+    jsonschema.validate(doc, SCHEMA)  # the file follows the schema replay checks it against
+    # specs/README.md maps this trace onto the race: its step table must be this trace's
+    assert not table_errors(spec_sections()[path.name], doc), table_errors(spec_sections()[path.name], doc)
 
     code, out, _ = run(capsys, "replay", str(tmp_path / f"{name}.json"))
     assert code == 1 and "\nreproduces: " in out, out
@@ -90,7 +96,7 @@ def test_bug_spec_exports_every_format_replays_and_fails_with_the_fix(
 
     run_regression_file(tmp_path / f"{name}.py")
 
-    guards = load(path).guards_off
+    guards = read(path).guards_off
     if guards:  # the same trace against the model with the fix back on
         args = [a for g in guards for a in ("--guard", f"{g}=on")]
         code, out, _ = run(capsys, "replay", str(tmp_path / f"{name}.json"), *args)

@@ -10,16 +10,16 @@ from checker.sanity import vacuous
 from invariants import CATALOGUE, applicable
 from model.mmu import Sizes, build
 
-from .helpers import check, labels, state, step
+from .helpers import Lazy, check, labels, state, step
 
 OPTIONS = {"attributes": {"initial_attributes": "private", "max_conversions": 0},
            "tdx": {"max_punch_holes": 0, "max_memslot_updates": 0, "nx_recovery": False}}
-MODEL = build(["tdx_huge"], Sizes(2, 1, 2), OPTIONS)
-C = compile_model(MODEL)
-SHARED_SPLIT = build(["tdx_huge"], Sizes(2, 1, 2), OPTIONS, guards_off=["accept-level-write-lock"])
-C_SHARED = compile_model(SHARED_SPLIT)
-NO_ADJUST = build(["tdx_huge"], Sizes(2, 1, 2), OPTIONS, guards_off=["mirror-hugepage-adjust"])
-C_NO_ADJUST = compile_model(NO_ADJUST)
+MODEL = Lazy(lambda: build(["tdx_huge"], Sizes(2, 1, 2), OPTIONS))
+C = Lazy(lambda: compile_model(MODEL.get()))
+SHARED_SPLIT = Lazy(lambda: build(["tdx_huge"], Sizes(2, 1, 2), OPTIONS, guards_off=["accept-level-write-lock"]))
+C_SHARED = Lazy(lambda: compile_model(SHARED_SPLIT.get()))
+NO_ADJUST = Lazy(lambda: build(["tdx_huge"], Sizes(2, 1, 2), OPTIONS, guards_off=["mirror-hugepage-adjust"]))
+C_NO_ADJUST = Lazy(lambda: compile_model(NO_ADJUST.get()))
 
 HUGE = {"mirror_spte_2m[g0]": "LEAF", "sept_2m[g0]": "PENDING"}
 TABLE = {"mirror_spte_2m[g0]": "NONLEAF", "sept_2m[g0]": "NONLEAF", "mirror_spte_4k[g0]": "LEAF",

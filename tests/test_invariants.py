@@ -8,9 +8,9 @@ from checker.sanity import vacuous
 from invariants import CATALOGUE, Kind, applicable
 from model.mmu import Sizes, build
 
-from .helpers import check, state
+from .helpers import Lazy, check, state
 
-MODEL = build(["attributes"], Sizes(2, 1, 4), {"attributes": {"initial_attributes": "SPPP"}})
+MODEL = Lazy(lambda: build(["attributes"], Sizes(2, 1, 4), {"attributes": {"initial_attributes": "SPPP"}}))
 
 
 @pytest.mark.parametrize(("changes", "holds"), [

@@ -7,10 +7,10 @@ import pytest
 from checker.compile import compile_model
 from model.mmu import Sizes, build
 
-from .helpers import labels, state, step
+from .helpers import Lazy, labels, state, step
 
-MODEL = build(["tdx", "guest"], Sizes(2, 1, 2), {"attributes": {"initial_attributes": "private"}})
-C = compile_model(MODEL)
+MODEL = Lazy(lambda: build(["tdx", "guest"], Sizes(2, 1, 2), {"attributes": {"initial_attributes": "private"}}))
+C = Lazy(lambda: compile_model(MODEL.get()))
 
 TABLE = {"sept_2m[g0]": "NONLEAF", "mirror_spte_2m[g0]": "NONLEAF"}
 

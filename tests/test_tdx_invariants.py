@@ -8,9 +8,9 @@ from checker.sanity import vacuous
 from invariants import CATALOGUE, applicable
 from model.mmu import Sizes, build
 
-from .helpers import check, state
+from .helpers import Lazy, check, state
 
-MODEL = build(["tdx", "guest"], Sizes(2, 1, 2), {"attributes": {"initial_attributes": "private"}})
+MODEL = Lazy(lambda: build(["tdx", "guest"], Sizes(2, 1, 2), {"attributes": {"initial_attributes": "private"}}))
 TABLE = {"sept_2m[g0]": "NONLEAF", "mirror_spte_2m[g0]": "NONLEAF"}
 LEAF = {**TABLE, "mirror_spte_4k[g0]": "LEAF", "sept_4k[g0]": "PENDING"}
 ZAPPING = {"ioctl.step": "CONVERT_ZAP", "sept_zap.step": "TRACK", "mmu_invalidate_in_progress": 1}

@@ -6,22 +6,38 @@ from collections.abc import Mapping
 
 import z3
 
+_FREE: dict[int, tuple[z3.ExprRef, tuple[z3.ExprRef, ...]]] = {}  # ast id -> (the term, its constants)
+_FREE_KEPT = 500_000  # terms remembered before the memo starts again
+
 
 def free_constants(expr: z3.ExprRef) -> list[z3.ExprRef]:
-    """The uninterpreted constants (state fields) an expression mentions, in first-seen order."""
-    seen: set[int] = set()
-    found: dict[str, z3.ExprRef] = {}
-    stack = [expr]
+    """The uninterpreted constants (state fields) an expression mentions.
+
+    Guards and effects share most of their sub-terms, and building and compiling a model
+    asks this of each of them, so the answer for every sub-term is remembered (with the
+    term itself, which keeps its id from being reused)."""
+    if len(_FREE) > _FREE_KEPT:
+        _FREE.clear()
+    stack: list[tuple[z3.ExprRef, bool]] = [(expr, False)]
     while stack:
-        e = stack.pop()
-        if e.get_id() in seen:
+        e, done = stack.pop()
+        key = e.get_id()
+        if key in _FREE:
             continue
-        seen.add(e.get_id())
         if z3.is_const(e) and e.decl().kind() == z3.Z3_OP_UNINTERPRETED:
-            found.setdefault(e.decl().name(), e)
-        else:
-            stack.extend(e.children())
-    return list(found.values())
+            _FREE[key] = (e, (e,))
+            continue
+        children = e.children()
+        if not done:
+            stack.append((e, True))
+            stack.extend((c, False) for c in children if c.get_id() not in _FREE)
+            continue
+        found: dict[str, z3.ExprRef] = {}
+        for c in children:
+            for const in _FREE[c.get_id()][1]:
+                found.setdefault(const.decl().name(), const)
+        _FREE[key] = (e, tuple(found.values()))
+    return list(_FREE[expr.get_id()][1])
 
 
 def evaluate(expr: z3.ExprRef, assignment: Mapping[str, z3.ExprRef]) -> int | bool:

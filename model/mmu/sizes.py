@@ -1,7 +1,7 @@
 """Sizes of the scaled-down world: vCPUs, huge regions, small pages per huge page.
 
 One "huge" page of the model stands for a 2M page; `pages_per_huge` small pages stand for
-its 512 4K pages (4 by default, as in the brief's model sketch). GFNs are numbered from 0
+its 512 4K pages (4 by default). GFNs are numbered from 0
 and laid out region after region; one memslot covers all of them.
 """
 
