@@ -1,21 +1,22 @@
 """Budgets: a depth bound, a number of distinct states, and a time limit for the whole run.
 
-The time limit counts from the start of the run, not of the search: reading and building
-the model, compiling it, the search, the no-progress check, the neighbourhood of a trace
-and the export all spend it. The search polls the budget between blocks and stops with
-what it has (its figures stay exact); every other phase runs under an alarm that raises
-BudgetExceeded at the deadline, naming the phase it stopped.
+The time limit counts from the start of the program: reading and building the model,
+compiling it, the search, the no-progress check, the neighbourhood of a trace and the
+export all spend it. Every one of them checks the deadline between units of its work
+(`model.lang.checkpoint()`: an action built or compiled, a z3 proof, a block of states,
+a format rendered), so a run stops within one unit of the deadline and never in the
+middle of one. The search stops with what it has (its figures stay exact); any other
+phase raises BudgetExceeded, naming the phase.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
 import time
-from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from types import FrameType
+
+from model.lang import DeadlinePassed, until
 
 from .errors import BudgetExceeded
 
@@ -50,68 +51,24 @@ def valid_time_limit(seconds: float) -> bool:
 
 
 class Deadline:
-    """SIGALRM at the budget's deadline, raising BudgetExceeded in the current phase.
-
-    `phase()` names what the run is doing, and checks the budget itself; `polled()` holds
-    the alarm off around code that checks the budget on its own (the search), so that it
-    can stop between blocks with its figures intact. Without a time limit, or where
-    SIGALRM does not exist, it does nothing.
-
-    An exception raised from a signal handler lands wherever the interpreter is: inside a
-    `__del__` it would be printed and lost, so the alarm rings again a moment later
-    instead; inside a library that wraps it (ctypes turns it into ArgumentError), the
-    wrapped error is still read as the budget running out, once the alarm has rung.
-    """
-
-    RETRY = 0.01  # seconds before the alarm rings again when it fell in a __del__
+    """The run's time limit as the deadline its phases check; `phase()` names what the
+    run is doing, so that the budget running out says where."""
 
     def __init__(self, budget: Budget) -> None:
         self.budget = budget
         self.current = "starting"
-        self.armed = budget.time_limit is not None and hasattr(signal, "setitimer")
-        self.rang = False
-        self._previous: object = None
+        self._stack = ExitStack()
 
     def __enter__(self) -> Deadline:
-        if self.armed:
-            self._previous = signal.signal(signal.SIGALRM, self._ring)
-            self._arm()
+        at = None if self.budget.time_limit is None else self.budget.started + self.budget.time_limit
+        self._stack.enter_context(until(at))
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if self.armed:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, self._previous)  # type: ignore[arg-type]
-        if self.rang and isinstance(exc, Exception) and not isinstance(exc, BudgetExceeded):
-            raise BudgetExceeded("time-limit", self.current) from exc
-
-    def _ring(self, signum: int, frame: FrameType | None) -> None:
-        if frame is not None and frame.f_code.co_name == "__del__":
-            signal.setitimer(signal.ITIMER_REAL, self.RETRY)
-            return
-        self.rang = True
-        raise BudgetExceeded("time-limit", self.current)
-
-    def _arm(self) -> None:
-        left = self.budget.remaining()
-        assert left is not None
-        if left <= 0:
-            raise BudgetExceeded("time-limit", self.current)
-        signal.setitimer(signal.ITIMER_REAL, left)
+        self._stack.close()
+        if isinstance(exc, DeadlinePassed):
+            raise BudgetExceeded("time-limit", self.current) from None
 
     def phase(self, name: str) -> None:
         self.current = name
         self.budget.check(name)
-
-    @contextlib.contextmanager
-    def polled(self, name: str) -> Iterator[None]:
-        self.phase(name)
-        if not self.armed:
-            yield
-            return
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        try:
-            yield
-        finally:
-            if not self.budget.out_of_time():
-                self._arm()

@@ -299,7 +299,8 @@ def check_command(argv: list[str], started: float | None = None) -> int:
         compiled = compile_model(model)
         t2 = budget.elapsed()
         budget.depth = args.depth if args.depth is not None else spec.depth
-        with Meter(spec.name, budget) as meter, deadline.polled("searching"):
+        deadline.phase("searching")
+        with Meter(spec.name, budget) as meter:
             search = ExplicitSearch(compiled, bounds, budget, args.check_deadlock or spec.check_deadlock,
                                     meter.tick, all_violations=args.all_violations)
             result = search.run()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import z3
 
-from model.lang import Model
+from model.lang import Model, checkpoint
 from model.lang.fields import Field
 from model.lang.schema import Slot
 
@@ -216,6 +216,7 @@ def _compile_model(model: Model) -> Compiled:
         lines.append(f"    t{i} = {code}")
     lines.append("    out = []")
     for a in model.actions:
+        checkpoint()
         emit.where = f"guard of action {a.key}"
         lines.append(f"    # {a.key}")
         lines.append(f"    idx = _nonzero({emit.expr(a.guard, lambda f: f'f{f.index}')}, _n)")

@@ -25,7 +25,8 @@ import networkx as nx
 import numpy as np
 
 from invariants import Bound, Kind
-from model.lang import Model
+from model.lang import Model, checkpoint
+from model.lang.deadline import remaining
 
 from .budget import Budget
 from .compile import Compiled, compile_predicate
@@ -196,7 +197,13 @@ def to_svg(dot: str) -> str:
     exe = graphviz()
     if exe is None:
         raise ExportError(GRAPHVIZ_HINT)
-    done = subprocess.run([exe, "-Tsvg"], input=dot, capture_output=True, text=True, timeout=300, check=False)
+    left = remaining()
+    try:
+        done = subprocess.run([exe, "-Tsvg"], input=dot, capture_output=True, text=True, check=False,
+                              timeout=300 if left is None else max(left, 0.1))
+    except subprocess.TimeoutExpired:
+        checkpoint()  # the run's deadline, if that is what ran out
+        raise ExportError("Graphviz's dot took more than 300 s") from None
     if done.returncode != 0:
         raise ExportError(f"Graphviz's dot failed: {done.stderr.strip()}")
     return done.stdout
@@ -264,6 +271,7 @@ def {test}() -> None:
 def render(fmt: str, doc: dict[str, object], trace: Trace, bound: Bound, context: Context, name: str,
            lasso: Lasso | None = None, around: Neighbourhood | None = None) -> str:
     """One format of the counterexample whose document is `doc`."""
+    checkpoint()
     if fmt == "text":
         return counterexample_text(trace, bound, context) if lasso is None else lasso_text(trace, lasso, context)
     if fmt == "json":

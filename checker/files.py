@@ -6,7 +6,7 @@ InputError naming the file (a FIFO or /dev/zero is refused at once, never read).
 
 Outputs are a set of files written into one directory: each is written to a temporary
 file beside its target, and only when all are written are they renamed into place, with
-SIGINT, SIGTERM and SIGALRM held off for the renames, and the files they replace restored
+SIGINT and SIGTERM held off for the renames, and the files they replace restored
 if a rename fails. Temporary names end in `TEMP_SUFFIX` and carry the writer's pid, so a
 run killed outright (SIGKILL) leaves files that the next export into that directory
 recognises and removes.
@@ -247,12 +247,12 @@ def _keep(target: Path, backup: Path) -> None:
         shutil.copy2(target, backup, follow_symlinks=False)
 
 
-HELD = ("SIGINT", "SIGTERM", "SIGALRM")
+HELD = ("SIGINT", "SIGTERM")
 
 
 @contextlib.contextmanager
 def held_signals() -> Iterator[None]:
-    """SIGINT, SIGTERM and SIGALRM wait until the block is done, then reach their handlers.
+    """SIGINT and SIGTERM wait until the block is done, then reach their handlers.
 
     Held at the Python level, not with a signal mask: the kernel may hand a signal to any
     thread (NumPy's and z3's included), and only the main thread's mask would be set;

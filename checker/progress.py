@@ -27,6 +27,7 @@ import networkx as nx
 import numpy as np
 
 from invariants.core import Bound, Kind
+from model.lang import checkpoint
 
 from .compile import Compiled, compile_predicate
 from .explicit import BLOCK, SearchResult, key_view
@@ -60,6 +61,7 @@ def state_graph(compiled: Compiled, result: SearchResult) -> StateGraph:
     sorted_keys = keys[order]
     src_parts, dst_parts, act_parts = [], [], []
     for base in range(0, len(states), BLOCK):
+        checkpoint()
         for aid, idx, succ in compiled.expand(states[base:base + BLOCK]):
             succ_keys = key_view(succ, words)
             pos = np.searchsorted(sorted_keys, succ_keys)
@@ -135,6 +137,7 @@ def _lasso(g: StateGraph, waits: np.ndarray, actor_id: np.ndarray, n_actors: int
         candidates.append((int(stuck[0]), []))
     comp = np.full(n, -1, np.int64)
     for k, members in enumerate(nx.strongly_connected_components(h)):
+        checkpoint()
         comp[list(members)] = k
     ncomp = int(comp.max()) + 1
     if ncomp:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import ast
 import errno
+import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -394,18 +396,32 @@ def test_max_states_stops_at_the_budget_not_at_the_end_of_a_level(capsys: pytest
     assert "distinct=50000 " in out
 
 
-def test_the_time_limit_covers_the_build(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    real = cli.compile_model
+def test_the_time_limit_covers_the_build() -> None:
+    """Building and compiling the huge-page model takes seconds, in a fresh process."""
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "checker", "--spec", "tdx-hugepage-default", "--time-limit", "2"],
+                          capture_output=True, text=True, cwd=ROOT, check=False)
+    took = time.monotonic() - start
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert re.fullmatch(r"stopped: time-limit budget reached while (building|compiling) the model\n", done.stdout)
+    assert took < 6, f"{took:.1f} s"
 
-    def slow(model: object) -> object:
-        time.sleep(30)
-        return real(model)  # type: ignore[arg-type]
 
+def test_every_phase_checks_the_deadline(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between units of work: here a compiler that checks between actions that take long."""
+    from model.lang import checkpoint
+
+    def slow(model: object) -> None:
+        while True:
+            checkpoint()
+            time.sleep(0.05)
+
+    cli.default_spec()  # built once here: the run's own build is then quick
     monkeypatch.setattr(cli, "compile_model", slow)
     start = time.monotonic()
-    code, out, err = run(capsys, "--time-limit", "1")
-    assert code == 3 and out.startswith("stopped: time-limit budget reached while "), (out, err)
-    assert time.monotonic() - start < 20
+    code, out, _ = run(capsys, "--time-limit", "1")
+    assert code == 3 and out == "stopped: time-limit budget reached while compiling the model\n"
+    assert time.monotonic() - start < 10
 
 
 def test_a_neighbourhood_is_bounded_by_the_budgets(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -504,3 +520,18 @@ def test_the_progress_line_shows_spec_time_memory_and_budgets() -> None:
         assert part in line, line
     assert terminal.text.endswith("\r\033[K"), "the line is cleared at the end"
 
+
+
+def test_a_neighbourhood_reports_its_progress() -> None:
+    from checker.compile import compile_model
+    from checker.export import explore_around
+    from checker.spec import load
+    from checker.trace import replay
+
+    model = load(A1).build()
+    compiled = compile_model(model)
+    trace = replay(compiled, [])
+    seen: list[tuple[int, int, int]] = []
+    around = explore_around(compiled, trace, 3, progress=lambda k, states, edges: seen.append((k, states, edges)))
+    assert [k for k, _, _ in seen] == [1, 2, 3]
+    assert seen[-1][1] == len(around.nodes) and all(a[1] <= b[1] for a, b in itertools.pairwise(seen))

@@ -8,6 +8,7 @@ from .actions import Action, Step, choose, kernel, models
 from .bits import case_split, decide, word
 from .builder import Fact, GuardInfo, Model, ModelBuilder, UnknownName
 from .component import Component, compose, order
+from .deadline import DeadlinePassed, checkpoint, until
 from .domains import BOOL, BoolDomain, Domain, EnumDomain, IntDomain
 from .errors import ModelError, SolverUnknown, printable, shown, shown_key
 from .exprs import evaluate, free_constants
@@ -21,6 +22,7 @@ __all__ = [
     "Action",
     "BoolDomain",
     "Component",
+    "DeadlinePassed",
     "Domain",
     "EnumDomain",
     "Fact",
@@ -38,6 +40,7 @@ __all__ = [
     "Step",
     "UnknownName",
     "case_split",
+    "checkpoint",
     "choose",
     "compose",
     "decide",
@@ -51,5 +54,6 @@ __all__ = [
     "show",
     "shown",
     "shown_key",
+    "until",
     "word",
 ]

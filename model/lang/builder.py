@@ -18,6 +18,7 @@ import z3
 
 from . import solver
 from .actions import Action, Step
+from .deadline import checkpoint
 from .domains import Domain
 from .errors import ModelError
 from .exprs import free_constants
@@ -182,6 +183,7 @@ class ModelBuilder:
                 f"action {name!r}: its docstring must name the kernel function {kernel!r} and "
                 f"say what it leaves out"
             )
+        checkpoint()
         step = method(**params)
         if not isinstance(step, Step):
             raise ModelError(f"action {name!r} returned {type(step).__name__}; return a Step")
@@ -252,6 +254,7 @@ class ModelBuilder:
         """Prove every computed effect value lies in its field's domain."""
         constraints = [f.domain.constraint(f.var) for f in fields] + [f.term for f in self._facts]
         for a in self._actions:
+            checkpoint()
             for f, term in a.effect:
                 if f.domain.is_bool() or z3.is_int_value(term):
                     continue

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 import z3
 
+from .deadline import checkpoint
 from .errors import SolverUnknown
 
 DEFAULT_TIMEOUT_MS = 20_000
@@ -20,6 +21,7 @@ def satisfiable(
     formulas: Iterable[z3.BoolRef], timeout_ms: int = DEFAULT_TIMEOUT_MS
 ) -> z3.ModelRef | None:
     """A z3 model of the conjunction of `formulas`, or None when it is unsatisfiable."""
+    checkpoint()
     solver = z3.SolverFor("QF_LIA")
     solver.set("timeout", timeout_ms)
     solver.set("random_seed", SEED)
