@@ -1,4 +1,4 @@
-"""`python -m checker` (or `kvm-mmu-checker`): check a scenario, replay a counterexample,
+"""The command line (`python -m checker`, `kvm-mmu-checker`): check a scenario, replay a counterexample,
 list what a model has.
 
 The exit code is the answer (errors.EXIT_CODES, printed by --help): 0 expectations met;
@@ -20,13 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from importlib import metadata, resources
 from pathlib import Path
-from types import FrameType
 from typing import NoReturn
 
 from invariants import CATALOGUE, Bound, Kind, applicable
 from model.lang import Model, ModelError, SolverUnknown
 
-from . import STARTED, export, report
+from . import export, interrupts, report
 from .budget import Budget, Deadline, valid_time_limit
 from .compile import Compiled, CompileError, compile_model
 from .diagram import steps_lines
@@ -80,56 +79,51 @@ def version() -> str:
 # -- the entry point ---------------------------------------------------------------------
 
 
-def entry() -> NoReturn:
-    """The program: `python -m checker` and the `kvm-mmu-checker` script."""
-    if hasattr(signal, "SIGPIPE"):  # `... | head` ends quietly, as other command-line tools do
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, _terminate)
-    sys.exit(main(started=STARTED))
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise Terminated
-
-
 def main(argv: Sequence[str] | None = None, started: float | None = None) -> int:
     """Run the command line `argv`; return its exit code, whatever happens. A time limit
     counts from `started` (the program's start, imports included), or from now."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     args = [a for a in args if a != "--debug"]
+    interrupts.reset()  # main() may run more than once in a process (tests)
     try:
         if args and args[0] == "list":
             return list_command(args[1:])
         if args and args[0] == "replay":
             return replay_command(args[1:])
         return check_command(args, started)
-    except BudgetExceeded as e:
+    except BaseException as e:  # the one place an exception becomes an exit code
+        return _exit_code(e, debug)
+
+
+def _exit_code(e: BaseException, debug: bool) -> int:
+    stop = interrupts.requested()
+    if isinstance(e, Terminated) or stop == signal.SIGTERM:
+        return _fail(TERMINATED, "terminated", prefix="")
+    if isinstance(e, KeyboardInterrupt) or stop == signal.SIGINT:
+        return _fail(INTERRUPTED, "interrupted", prefix="")
+    if isinstance(e, SystemExit):  # --help and --version end here
+        return e.code if isinstance(e.code, int) else OK
+    if isinstance(e, BudgetExceeded):
         _flush_quietly()
         print(f"stopped: {e}")
         return BUDGET
-    except CheckerError as e:
+    if isinstance(e, CheckerError):
         return _fail(e.exit_code, str(e))
-    except (ModelError, CompileError) as e:
+    if isinstance(e, (ModelError, CompileError)):
         return _fail(USAGE, f"model: {e}")
-    except SolverUnknown as e:
+    if isinstance(e, SolverUnknown):
         return _fail(UNKNOWN, str(e))
-    except KeyboardInterrupt:
-        return _fail(INTERRUPTED, "interrupted", prefix="")
-    except Terminated:
-        return _fail(TERMINATED, "terminated", prefix="")
-    except MemoryError:
+    if isinstance(e, MemoryError):
         return _fail(SYSTEM, "system error: out of memory; bound the run with --max-states", prefix="", debug=debug)
-    except OSError as e:
+    if isinstance(e, OSError):
         where = f" ({printable(e.filename)})" if isinstance(e.filename, str) else ""
         return _fail(SYSTEM, f"system error: {e.strerror or e}{where}", prefix="", debug=debug)
-    except SystemExit as e:  # --help and --version end here
-        return e.code if isinstance(e.code, int) else OK
-    except Exception as e:
-        what = _describe_exception(e)
-        hint = "" if debug else " (run again with --debug for the traceback)"
-        return _fail(INTERNAL, f"internal error: {what}{hint}; this is a bug in the checker", prefix="",
-                     debug=debug)
+    if not isinstance(e, Exception):  # GeneratorExit and the like: not ours to swallow
+        raise e
+    hint = "" if debug else " (run again with --debug for the traceback)"
+    return _fail(INTERNAL, f"internal error: {_describe_exception(e)}{hint}; this is a bug in the checker",
+                 prefix="", debug=debug)
 
 
 def _describe_exception(e: BaseException) -> str:

@@ -20,16 +20,14 @@ import json
 import os
 import re
 import shutil
-import signal
 import stat
-import threading
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from .errors import InputError, SystemFailure, UsageError
+from .interrupts import held
 from .text import printable
 
 MAX_INPUT_BYTES = 4 * 1024 * 1024
@@ -193,12 +191,12 @@ def write_all(directory: Path, files: Mapping[str, str]) -> list[Path]:
             tmp = temp_path(directory, name)
             temps[name] = tmp
             _write(tmp, text.encode("utf-8"))
-        with held_signals():
+        with held():
             return _commit(directory, temps)
     except OSError as e:
         raise SystemFailure(f"cannot write into {printable(str(directory))}: {e.strerror}") from None
     finally:
-        with held_signals():  # a second Ctrl-C must not leave temporary files behind
+        with held():  # a second Ctrl-C must not leave temporary files behind
             for tmp in temps.values():
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
@@ -245,32 +243,3 @@ def _keep(target: Path, backup: Path) -> None:
         if e.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP):
             raise
         shutil.copy2(target, backup, follow_symlinks=False)
-
-
-HELD = ("SIGINT", "SIGTERM")
-
-
-@contextlib.contextmanager
-def held_signals() -> Iterator[None]:
-    """SIGINT and SIGTERM wait until the block is done, then reach their handlers.
-
-    Held at the Python level, not with a signal mask: the kernel may hand a signal to any
-    thread (NumPy's and z3's included), and only the main thread's mask would be set;
-    Python runs every handler in the main thread, so swapping the handlers holds them all."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-
-    def note(signum: int, frame: FrameType | None) -> None:
-        pending.append(signum)
-
-    kinds = [getattr(signal, name) for name in HELD if hasattr(signal, name)]
-    old = {sig: signal.signal(sig, note) for sig in kinds}
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-        for sig in dict.fromkeys(pending):
-            signal.raise_signal(sig)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from checker import cli, export, files
+from checker.__main__ import entry
 
 
 def send_at(owner: Any, name: str, sig: int, nth: int = 1) -> None:
@@ -41,7 +42,7 @@ def main() -> None:
     owner, function, nth = where[point]
     send_at(owner, function, sig, nth)
     sys.argv = ["checker", *args]
-    cli.entry()
+    entry()
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ either nothing new or the whole set of files, at any point of the run."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from checker.export import graphviz
 from checker.files import TEMP_SUFFIX
 
 from .shipped import ROOT
@@ -18,6 +20,8 @@ from .shipped import ROOT
 A1 = ROOT / "specs" / "hugepage-over-converting-attrs__no-huge-range.toml"
 FORMATS = "text,json,dot,graphml,html,pytest"
 SET = {f"{A1.stem}.{ext}" for ext in ("txt", "json", "dot", "graphml", "html", "py")}
+if graphviz() is not None:  # dot also renders svg
+    SET.add(f"{A1.stem}.svg")
 CODES = {"SIGINT": (130, "interrupted"), "SIGTERM": (143, "terminated")}
 
 
@@ -74,3 +78,53 @@ def test_sigint_from_outside_is_a_one_line_interrupt(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and err == "interrupted\n", err
+
+
+def test_a_signal_that_falls_in_a_destructor_is_sent_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Raised inside __del__, KeyboardInterrupt would be printed and lost."""
+    import threading
+
+    from checker import interrupts
+
+    started: list[tuple[float, object]] = []
+
+    class Timer:
+        def __init__(self, seconds: float, function: object, args: tuple[object, ...]) -> None:
+            started.append((seconds, args))
+            self.daemon = False
+
+        def start(self) -> None:
+            pass
+
+    monkeypatch.setattr(threading, "Timer", Timer)
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)  # restored after the test
+    interrupts.reset()
+
+    class Dying:
+        def __del__(self) -> None:
+            interrupts._stop(signal.SIGINT, sys._getframe())
+
+    Dying()  # its __del__ runs at once, and must not raise
+    assert started == [(interrupts.RESEND, (os.getpid(), signal.SIGINT))]
+    assert interrupts.requested() == signal.SIGINT
+    with pytest.raises(KeyboardInterrupt):
+        interrupts._stop(signal.SIGINT, sys._getframe())
+    interrupts.reset()
+
+
+def test_an_interrupt_wrapped_by_a_library_is_still_an_interrupt(capsys: pytest.CaptureFixture[str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """ctypes (z3's bindings) turns an exception raised in a conversion into ArgumentError."""
+    import ctypes
+
+    from checker import cli, interrupts
+
+    def wrapped(model: object) -> None:
+        interrupts._requested = signal.SIGTERM  # what the handler records before it raises
+        raise ctypes.ArgumentError("argument 2: Terminated")
+
+    monkeypatch.setattr(cli, "compile_model", wrapped)
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
+    assert cli.main(["--depth", "1"]) == 143
+    assert capsys.readouterr().err == "terminated\n"
+    interrupts.reset()
