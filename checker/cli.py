@@ -26,10 +26,11 @@ from invariants import CATALOGUE, Bound, Kind, applicable
 from model.lang import Model, ModelError, SolverUnknown
 
 from . import export, interrupts, report
+from .against import Side, differences, run_side, table
 from .budget import Budget, Deadline, valid_time_limit
 from .compile import Compiled, CompileError, compile_model
-from .diagram import steps_lines
-from .document import Context
+from .diagram import steps_lines, wrap
+from .document import Context, kernel_location
 from .errors import (
     BUDGET,
     EXIT_CODES,
@@ -51,9 +52,9 @@ from .export import explore_around
 from .files import check_output_dir
 from .meter import Meter, peak_rss_bytes, size_text
 from .progress import Lasso, find_lassos
-from .replay import load_document, replay_document, report_lines
+from .replay import load_document, replay_document, report_lines, scenario_spec
 from .sanity import vacuous
-from .spec import SHIPPED, Spec, SpecError, find, from_text, read
+from .spec import SHIPPED, Spec, SpecError, find, from_text, load_profile, read
 from .text import printable
 from .trace import Trace, rebuild, rebuild_lasso
 
@@ -215,6 +216,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", metavar="FILE|NAME",
                    help="scenario TOML, or a shipped spec's name (`list specs`); default: the embedded "
                    f"{DEFAULT_SPEC}")
+    p.add_argument("--profile", type=_name, metavar="NAME|FILE",
+                   help="check the scenario under this kernel profile instead of the spec's "
+                   "(python -m checker list profiles)")
+    p.add_argument("--against", type=_name, metavar="NAME|FILE",
+                   help="check the scenario under this profile too, and print every verdict that differs")
     p.add_argument("--depth", type=_nonnegative, metavar="N", help="explore at most N steps from the initial state")
     p.add_argument("--invariant", action="append", type=_name, metavar="NAME",
                    help="check only this invariant (repeatable)")
@@ -261,11 +267,11 @@ class Run:
     progress_checked: bool
 
 
-def load_spec(name: str | None) -> Spec:
-    """The spec `--spec` names (a file or a shipped spec's bare name), or the default."""
-    if name is None:
-        return default_spec()
-    return read(find(name))
+def load_spec(name: str | None, profile: str | None = None) -> Spec:
+    """The spec `--spec` names (a file or a shipped spec's bare name), or the default, under
+    `profile` (--profile) if given."""
+    spec = default_spec() if name is None else read(find(name))
+    return spec.with_profile(profile) if profile is not None else spec
 
 
 def check_command(argv: list[str], started: float | None = None) -> int:
@@ -279,9 +285,11 @@ def check_command(argv: list[str], started: float | None = None) -> int:
     if args.spec is not None:
         find(args.spec)  # an empty name is a usage error before anything else
 
+    if args.against is not None:
+        return against_command(args, budget, guards, formats, out_dir)
     with Deadline(budget) as deadline:
         deadline.phase("reading the spec")
-        spec = load_spec(args.spec)
+        spec = load_spec(args.spec, args.profile)
         deadline.phase("building the model")
         model = spec.build(guards)
         bounds = spec.bound_invariants(model, tuple(args.invariant) if args.invariant else None)
@@ -306,7 +314,7 @@ def check_command(argv: list[str], started: float | None = None) -> int:
         lassos = find_lassos(compiled, result, progress_bounds) if checked else []
         t4 = budget.elapsed()
         context = Context(spec.source if args.spec is None else args.spec, _reproduce(args), spec.name, spec.text,
-                          guards)
+                          guards, spec.profile.name)
         applies = (spec.expect is not None and not args.ignore_expected and not args.guard and not args.invariant
                    and not args.all_violations)
         run = Run(spec, model, bounds, result, compiled, context, applies, lassos, checked)
@@ -319,11 +327,67 @@ def check_command(argv: list[str], started: float | None = None) -> int:
         return _verdict(run)
 
 
+def against_command(args: argparse.Namespace, budget: Budget, guards: dict[str, bool], formats: list[str],
+                    out_dir: Path | None) -> int:
+    """--against: the scenario under its profile and under another; every verdict that
+    differs, side by side. Exit 0: nothing differs; 1: something does."""
+    if args.all_violations or args.neighbourhood or args.witness:
+        raise UsageError("--against compares every property already; --all-violations, --neighbourhood and "
+                         "--witness do not apply")
+    with Deadline(budget) as deadline:
+        deadline.phase("reading the spec")
+        first = load_spec(args.spec, args.profile)
+        second = first.with_profile(args.against, "--against")
+        budget.depth = args.depth if args.depth is not None else first.depth
+        sides = []
+        for spec in (first, second):
+            deadline.phase(f"checking under {spec.profile.name}")
+            side = run_side(spec, guards, args.invariant, budget, args.check_deadlock or spec.check_deadlock)
+            sides.append(side)
+            r = side.result
+            print(f"{spec.profile.name}: {spec.profile.kernel}: distinct={r.distinct} depth={r.depth} "
+                  f"complete={'yes' if r.complete else 'no'}")
+        a, b = sides
+        rows = differences(a, b)
+        label = f"spec {printable(first.name)}: {a.spec.profile.name} against {b.spec.profile.name}"
+        if not rows:
+            print(f"{label}: every verdict is the same ({len(a.verdicts)} properties)")
+            return OK
+        print(f"{label}: {len(rows)} of {len(set(a.verdicts) | set(b.verdicts))} verdicts differ")
+        print("\n".join(table(a, b, rows)))
+        if out_dir is not None:
+            deadline.phase("exporting")
+            for side in sides:
+                _export_side(args, side, {n for n, *_ in rows}, formats, out_dir, guards, deadline, budget)
+        return VIOLATION
+
+
+def _export_side(args: argparse.Namespace, side: Side, names: set[str], formats: list[str], out_dir: Path,
+                 guards: dict[str, bool], deadline: Deadline, budget: Budget) -> None:
+    """The counterexamples of one profile's run for the properties whose verdicts differ,
+    as DIR/<spec>@<profile>.<property>.<ext>."""
+    spec, profile = side.spec, side.spec.profile.name
+    context = Context(spec.source if args.spec is None else args.spec, (), spec.name, spec.text, guards, profile)
+    for hit in side.result.violations:
+        if hit.bound.name in names:
+            trace = rebuild(side.compiled, side.result, hit.depth, hit.index)
+            command = _reproduce(argparse.Namespace(**{**vars(args), "profile": profile}), hit.bound.name)
+            _export(args, out_dir, formats, f"{spec.name}@{profile}.{hit.bound.name}", side.compiled, trace,
+                    hit.bound, replace(context, command=command), deadline, budget)
+    for lasso in side.lassos:
+        if lasso.bound.name in names:
+            trace = rebuild_lasso(side.compiled, lasso)
+            command = _reproduce(argparse.Namespace(**{**vars(args), "profile": profile}), lasso.bound.name)
+            _export(args, out_dir, formats, f"{spec.name}@{profile}.{lasso.bound.name}", side.compiled, trace,
+                    lasso.bound, replace(context, command=command), deadline, budget, lasso)
+
+
 def _report(run: Run, args: argparse.Namespace, formats: list[str], out_dir: Path | None,
             search: ExplicitSearch, deadline: Deadline, budget: Budget) -> None:
     """Everything the run prints after the search, and its exports."""
     spec, model, result, compiled, context = run.spec, run.model, run.result, run.compiled, run.context
-    print(f"spec: {printable(spec.name)} (components: {', '.join(model.parts)}; "
+    print(f"spec: {printable(spec.name)} (profile: {printable(spec.profile.name)}; components: "
+          f"{', '.join(model.parts)}; "
           f"guards off: {', '.join(model.guards_off()) or 'none'})")
     for hit in result.violations:
         print(f"violation: {hit.bound.name} after {hit.depth} steps")
@@ -434,6 +498,8 @@ def _reproduce(args: argparse.Namespace, invariant: str | None = None) -> tuple[
     parts = ["python", "-m", "checker"]
     if args.spec:
         parts += ["--spec", args.spec]
+    if args.profile:
+        parts += ["--profile", args.profile]
     for g in args.guard:
         parts += ["--guard", g]
     for i in [invariant] if invariant else args.invariant or []:
@@ -561,11 +627,15 @@ def replay_command(argv: list[str]) -> int:
                    "saved in the file")
     p.add_argument("--guard", action="append", default=[], metavar="NAME=off|on",
                    help="switch a guard off or on (repeatable), e.g. the fix back on")
+    p.add_argument("--profile", type=_name, metavar="NAME|FILE",
+                   help="replay against this kernel profile instead of the one the file was run with")
     p.add_argument("--debug", action="store_true", help="print the traceback of an internal error")
     args = p.parse_args(argv)
     guards = _guard_overrides(args.guard)
-    spec = load_spec(args.spec) if args.spec is not None else None
+    spec = load_spec(args.spec, args.profile) if args.spec is not None else None
     doc = load_document(args.file)
+    if spec is None and args.profile is not None:
+        spec = scenario_spec(doc, args.file).with_profile(args.profile)
     result = replay_document(doc, args.file, spec, guards)
     print("\n".join(report_lines(result, args.file)))
     return VIOLATION if result.reproduces else OK
@@ -573,7 +643,7 @@ def replay_command(argv: list[str]) -> int:
 
 # -- list -----------------------------------------------------------------------------
 
-LISTABLE = ("specs", "components", "guards", "invariants", "actions")
+LISTABLE = ("specs", "profiles", "variants", "components", "guards", "invariants", "actions")
 
 
 def list_command(argv: list[str]) -> int:
@@ -585,8 +655,14 @@ def list_command(argv: list[str]) -> int:
     p.add_argument("--spec", metavar="FILE|NAME", help="the scenario whose model to list (default: embedded); "
                    "not for `list specs`")
     p.add_argument("--specs-dir", metavar="DIR", help=f"where `list specs` looks (default: {SHIPPED})")
+    p.add_argument("--profile", type=_name, metavar="NAME|FILE",
+                   help="the kernel profile of the scenario's model (default: the spec's)")
     p.add_argument("--debug", action="store_true", help="print the traceback of an internal error")
     args = p.parse_args(argv)
+    if args.what in ("profiles", "variants"):
+        if args.spec is not None or args.specs_dir is not None:
+            raise UsageError(f"list {args.what}: lists every one; --spec and --specs-dir do not apply")
+        return _list_profiles(args.profile) if args.what == "profiles" else _list_variants()
     if args.what == "specs":
         if args.spec is not None:
             raise UsageError("list specs: --spec names one scenario; `list specs` lists them all "
@@ -604,7 +680,7 @@ def list_command(argv: list[str]) -> int:
             for o in cls.options:
                 print(f"  {o.name} = {o.default!r}: {o.doc}")
         return OK
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec, args.profile)
     model = spec.build()
     if args.what == "guards":
         for g in model.guards.values():
@@ -617,7 +693,38 @@ def list_command(argv: list[str]) -> int:
             print(f"{f.name} (ALWAYS, model fact): {f.statement}")
     else:
         for a in model.actions:
-            print(f"{a.actor:<8} {a.key}  [{a.kernel}]")
+            print(f"{a.actor:<8} {a.key}  [{kernel_location(model, a.kernel)}]")
+    return OK
+
+
+def _list_profiles(name: str | None) -> int:
+    """Each profile: the kernel it stands for, its base, what it changes, and its sources."""
+    from model.mmu import profiles
+
+    for n in [name] if name is not None else profiles.shipped():
+        p = load_profile(n, "--profile", "--profile")
+        default = " (default)" if p.name == profiles.DEFAULT else ""
+        print(f"{p.name}{default}: {p.kernel}" + (f", on {p.base}" if p.base else ""))
+        print(*wrap(p.summary, 100, "  ", "  "), sep="\n")
+        print(f"  components: {', '.join(p.components)}")
+        for k, v in (p.changes if p.base else p.variants).items():
+            print(f"  {k} = {v}")
+        for g, on in p.guards.items():
+            print(f"  guard {g}: {'on' if on else 'off'} by default")
+        for s in p.sources:
+            print(*wrap(s, 100, "  source: ", "          "), sep="\n")
+    return OK
+
+
+def _list_variants() -> int:
+    """Each variant: its values, the kernel that has each, and the commit or mail behind it."""
+    from model.mmu import profiles
+
+    for key, v in profiles.variants().items():
+        print(f"{key}: {v.doc}")
+        for value in v.values:
+            print(f"  {value.name} ({value.since}): {value.summary}")
+            print(*wrap(value.source, 100, "    source: ", "            "), sep="\n")
     return OK
 
 

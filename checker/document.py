@@ -23,7 +23,7 @@ from .text import shell_line
 from .trace import Trace, failing_part, holds
 
 FORMAT = "kvm-mmu-checker counterexample"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: the scenario's profile, and where each step's function lives
 
 
 @dataclass
@@ -35,6 +35,12 @@ class Context:
     name: str = ""  # the spec's name
     toml: str = ""  # the spec's text
     guards: dict[str, bool] = field(default_factory=dict)  # --guard overrides (name -> on)
+    profile: str = ""  # the profile the run checked (the spec's, or --profile)
+
+
+def kernel_location(model: Model, function: str) -> str:
+    """`file:function` in the kernel the model stands for (its profile's kernel map)."""
+    return model.profile.where(function) if model.profile is not None else function
 
 
 def fingerprint(model: Model) -> str:
@@ -127,6 +133,7 @@ def document(trace: Trace, bound: Bound, context: Context, lasso: Lasso | None =
             "fingerprint": fingerprint(model),
         },
         "scenario": {"name": context.name, "source": context.spec, "toml": context.toml,
+                     "profile": context.profile or (model.profile.name if model.profile else ""),
                      "guards": {k: "on" if v else "off" for k, v in sorted(context.guards.items())}},
         "command": shell_line(context.command),
         "result": "violation" if lasso is None else "cycle",
@@ -142,6 +149,7 @@ def document(trace: Trace, bound: Bound, context: Context, lasso: Lasso | None =
                 "actor": a.actor,
                 "action": a.key,
                 "kernel": a.kernel,
+                "where": kernel_location(model, a.kernel),
                 "text": a.text,
                 "changes": {f.name: [f.label(old), f.label(new)] for f, old, new in trace.changes(n)},
             }

@@ -246,10 +246,11 @@ def _box(step: dict[str, Any], tag: str, lane_title: str) -> str:
     """One step in its lane: the numbers, what happens, the kernel function, the fields it changed."""
     text = str(step.get("text") or step.get("action", ""))
     kernel = str(step.get("kernel", ""))
+    where = str(step.get("where") or (kernel + "()" if kernel else ""))  # file:function (schema 3)
     out = [f'<div class="box" title="{_e(lane_title)}: {_e(step.get("action", ""))}">',
            f'<div class="what"><span class="tag">{_e(tag)}</span> <code class="text">{_e(text)}</code></div>']
-    if kernel and kernel not in text:
-        out.append(f'<div class="kernel">in <code>{_e(kernel)}()</code></div>')
+    if where and (":" in where or kernel not in text):
+        out.append(f'<div class="kernel">in <code>{_e(where)}</code></div>')
     changes = step.get("changes") or {}
     if changes:
         out.append('<ul class="changes">')

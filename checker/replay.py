@@ -31,7 +31,7 @@ from .document import FORMAT, SCHEMA_VERSION, actor_title, failing, fingerprint,
 from .errors import InputError
 from .files import parse_json, read_text
 from .report import failing_lines
-from .spec import Spec, parse
+from .spec import Spec, from_text
 from .trace import failing_part, holds, successor
 
 
@@ -61,8 +61,8 @@ def check_document(doc: Any, source: str) -> None:
     if version > SCHEMA_VERSION:
         raise ReplayFileError(source, "schema_version", f"{version} is newer than this checker's "
                               f"{SCHEMA_VERSION}; replay it with a newer checker")
-    if version < SCHEMA_VERSION:
-        raise ReplayFileError(source, "schema_version", f"{version} is older than {SCHEMA_VERSION} and "
+    if version < OLDEST_READ:
+        raise ReplayFileError(source, "schema_version", f"{version} is older than {OLDEST_READ} and "
                               "does not carry its scenario; export the counterexample again")
     error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(doc))
     if error is not None:
@@ -132,10 +132,18 @@ class Replay:
         return next((o for o in self.outcomes if o.status in ("missing", "disabled")), None)
 
 
+OLDEST_READ = 2  # schema 2 has no profile: its runs were of the model before profiles
+PROFILE_BEFORE_PROFILES = "v6.16"
+
+
 def scenario_spec(doc: Mapping[str, Any], source: str) -> Spec:
-    """The scenario saved in the file, checked and built like a spec file."""
+    """The scenario saved in the file under the profile it was run with, checked and built
+    like a spec file."""
     scenario = doc["scenario"]
-    return parse(scenario["toml"], f"{source}: scenario.toml", scenario["name"])
+    spec = from_text(scenario["toml"], f"{source}: scenario.toml", scenario["name"])
+    spec = spec.with_profile(scenario.get("profile", PROFILE_BEFORE_PROFILES), "scenario.profile")
+    spec.build()
+    return spec
 
 
 def recorded_guards(doc: Mapping[str, Any], source: str, spec: Spec) -> dict[str, bool]:

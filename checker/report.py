@@ -12,7 +12,7 @@ from invariants import Bound
 from model.lang import Field, Model, show
 
 from .diagram import WIDTH, Diagram, steps_lines, wrap
-from .document import Context, Failing, actor_title, failing, read_fields, where_text
+from .document import Context, Failing, actor_title, failing, kernel_location, read_fields, where_text
 from .explicit import SearchResult
 from .progress import Lasso
 from .text import ascii_path, shell_line
@@ -61,6 +61,7 @@ def counterexample_text(trace: Trace, bound: Bound, context: Context) -> str:
     out += _header(model, context)
     out += ["", *_start(trace, f.where)]
     out += ["", *steps_lines(trace)]
+    out += ["", *kernel_lines(trace)]
     out += ["", *violation_lines(bound, f)]
     return "\n".join(out) + "\n"
 
@@ -71,6 +72,7 @@ def witness_text(trace: Trace, bound: Bound, context: Context) -> str:
     out += _header(model, context)
     out += ["", *_start(trace)]
     out += ["", *steps_lines(trace)]
+    out += ["", *kernel_lines(trace)]
     out += ["", f"Reached: {bound.name} (SOMETIMES)", *wrap(bound.invariant.statement, WIDTH, "  ")]
     return "\n".join(out) + "\n"
 
@@ -98,6 +100,7 @@ def lasso_text(trace: Trace, lasso: Lasso, context: Context) -> str:
         out += [f"{'':>3} -- back to the state after step {p} --" if p else f"{'':>3} -- back to the start --"]
     else:
         out += [f"{'':>3} -- stuck: no action is enabled after step {p} --"]
+    out += ["", *kernel_lines(trace)]
     out += ["", f"Broken: {inv.name} (PROGRESS)", *wrap(inv.statement, WIDTH, "  ")]
     out += wrap(f"Reference: {inv.reference}", WIDTH, "  ", "             ")
     out += [f"  {who} waits in every state of the cycle:", *wrap(show(waiting, model.schema.by_name), WIDTH, "    ")]
@@ -132,6 +135,8 @@ def _header(model: Model, context: Context) -> list[str]:
     path = ascii_path(context.spec)
     spec = f"Spec:       {path}"
     out = [spec] if len(spec) <= WIDTH else ["Spec:", f"  {path}"]
+    if model.profile is not None:
+        out += wrap(f"{model.profile.name} ({model.profile.kernel})", WIDTH, "Profile:    ", " " * 12)
     out.append(f"Components: {', '.join(model.parts) or 'none'}")
     off = sorted((g for g in model.guards.values() if not g.enabled), key=lambda g: g.name)
     if not off:
@@ -148,6 +153,14 @@ def _start(trace: Trace, where: Mapping[str, str] | None = None) -> list[str]:
     keep = {f.name for n in range(1, len(trace.actions) + 1) for f, _, _ in trace.changes(n)} | set(where or ())
     return ["Start (the fields the steps change or the verdict reads):",
             *state_lines(trace.model, trace.states[0], keep=keep)]
+
+
+def kernel_lines(trace: Trace) -> list[str]:
+    """Where each kernel function the steps name lives, in the order the steps first name
+    it: the kernel map of the model's profile, so a reviewer can open the code."""
+    seen = list(dict.fromkeys(a.kernel for a in trace.actions))
+    name = trace.model.profile.name if trace.model.profile is not None else "the model"
+    return [f"Kernel functions ({name}):", *(f"  {kernel_location(trace.model, k)}" for k in seen)]
 
 
 def violation_lines(bound: Bound, f: Failing) -> list[str]:

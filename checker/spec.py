@@ -2,6 +2,7 @@
 
 ```
 description = "..."
+profile = "v6.19"               # optional: the kernel it checks (default: the newest)
 components = ["attributes"]
 depth = 40                      # optional: steps from the initial state
 invariants = ["..."]            # optional: default is every applicable invariant
@@ -34,19 +35,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from invariants import CATALOGUE, Bound, Kind, select
 from invariants.core import facts
 from model.lang import Model, ModelError, OptionError, UnknownName, order, shown, shown_key
-from model.mmu import COMPONENTS, Sizes, build
+from model.mmu import COMPONENTS, Sizes, build, profiles
+from model.mmu.profiles import Profile, ProfileError
 
 from .errors import InputError, UsageError
 from .files import parse_toml, read_text
 
-TOP_KEYS = ("description", "components", "depth", "invariants", "check_deadlock", "sizes", "guards", "expect")
+TOP_KEYS = ("description", "profile", "components", "depth", "invariants", "check_deadlock", "sizes", "guards",
+            "expect")
 EXPECT_KEYS = ("result", "invariant", "within", "complete", "distinct", "depth", "witnesses")
 
 
@@ -81,6 +84,7 @@ class Spec:
     depth: int | None
     check_deadlock: bool
     expect: Expect | None
+    profile_name: str = profiles.DEFAULT  # the spec's `profile`, or --profile
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     text: str = field(repr=False, default="")  # the TOML itself, for exports that replay it
     _models: dict[tuple[str, ...], Model] = field(repr=False, default_factory=dict)
@@ -89,30 +93,54 @@ class Spec:
     def guards_off(self) -> tuple[str, ...]:
         return tuple(sorted(g for g, on in self.guards.items() if not on))
 
+    @property
+    def profile(self) -> Profile:
+        """The kernel this spec checks (its `profile`, or the one --profile chose)."""
+        return load_profile(self.profile_name, self.source, "profile")
+
+    def with_profile(self, name: str, key: str = "--profile") -> Spec:
+        """This scenario under another profile (checked here, so the error names `key`)."""
+        load_profile(name, self.source, key)
+        return replace(self, profile_name=name, _models={})
+
     def build(self, guards: Mapping[str, bool] | None = None) -> Model:
-        """The model of this scenario; `guards` (name -> on) overrides the spec's [guards].
-        Every guard named, on or off, here or in the spec, must be one the model has."""
-        settings = {**self.guards, **(guards or {})}
+        """The model of this scenario; `guards` (name -> on) overrides the spec's [guards],
+        which override the profile's guard defaults. Every guard named, on or off, here,
+        in the spec or in the profile, must be one the model has."""
+        profile = self.profile
+        settings = {**profile.guards, **self.guards, **(guards or {})}
         key = tuple(sorted(g for g, on in settings.items() if not on))
         if key not in self._models:
-            model = self._build(key, guards or {})
+            model = self._build(key, guards or {}, profile)
             if not self._models:
                 self._check_names(model)
             self._models[key] = model
         model = self._models[key]
         for name in settings:
             if name not in model.guards:
-                where = "--guard" if guards and name in guards else f"guards.{shown_key(name)}"
-                raise SpecError(self.source, where, f"unknown guard {shown(name)}", ", ".join(sorted(model.guards)))
+                if guards and name in guards:
+                    where, source = "--guard", self.source
+                elif name in self.guards:
+                    where, source = f"guards.{shown_key(name)}", self.source
+                else:
+                    where, source = f"guards.{shown_key(name)}", profile.source
+                raise SpecError(source, where, f"unknown guard {shown(name)}", ", ".join(sorted(model.guards)))
         return model
 
-    def _build(self, off: tuple[str, ...], overrides: Mapping[str, bool]) -> Model:
+    def _build(self, off: tuple[str, ...], overrides: Mapping[str, bool], profile: Profile) -> Model:
+        missing = [c for c in order(COMPONENTS, self.components) if c not in profile.components]
+        if missing:
+            having = [n for n in profiles.shipped() if missing[0] in load_profile(n, self.source, "profile").components]
+            raise SpecError(self.source, "components", f"component {shown(missing[0])} is not in profile "
+                            f"{shown(profile.name)} ({profile.kernel}); profiles that have it: "
+                            f"{', '.join(having) or 'none'}", ", ".join(profile.components))
         try:
-            return build(self.components, self.sizes, self.options, off, self.name, self.description)
+            return build(self.components, self.sizes, self.options, off, self.name, self.description, profile)
         except UnknownName as e:
             if e.kind == "guard":
                 key = "--guard" if e.name in overrides else f"guards.{shown_key(e.name)}"
-                raise SpecError(self.source, key, f"unknown guard {shown(e.name)}", ", ".join(e.allowed)) from None
+                source = profile.source if e.name not in overrides and e.name not in self.guards else self.source
+                raise SpecError(source, key, f"unknown guard {shown(e.name)}", ", ".join(e.allowed)) from None
             raise SpecError(self.source, e.kind, f"unknown {e.kind} {shown(e.name)}", ", ".join(e.allowed)) from None
         except OptionError as e:
             raise SpecError(self.source, e.key, e.problem, e.allowed) from None
@@ -229,10 +257,31 @@ def from_text(text: str, source: str, name: str) -> Spec:
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise SpecError(source, "description", "is not a string", "a string")
+    profile = raw.get("profile", profiles.DEFAULT)
+    if not isinstance(profile, str) or not profile:
+        raise SpecError(source, "profile", f"{shown(profile)} is not a profile name",
+                        ", ".join(profiles.shipped()) + ", or a path to a profile file")
     return Spec(
         source, name, description, tuple(components), sizes, options, guards,
-        invariants, depth, check_deadlock, _expect(raw, source), raw, text,
+        invariants, depth, check_deadlock, _expect(raw, source), profile, raw, text,
     )
+
+
+def _read_profile(path: Path, source: str) -> dict[str, Any]:
+    return parse_toml(read_text(path, source), source)
+
+
+def load_profile(name: str, source: str, key: str) -> Profile:
+    """The profile `name` (a shipped profile or a path), every key checked; a profile that
+    does not exist is an error of `source` at `key`, a bad profile one of its own file."""
+    if not name:
+        raise SpecError(source, key, "an empty profile name", ", ".join(profiles.shipped()))
+    try:
+        return profiles.load(name, _read_profile)
+    except ProfileError as e:
+        if e.key == "profile":
+            raise SpecError(source, key, e.problem, e.allowed) from None
+        raise SpecError(e.source, e.key, e.problem, e.allowed) from None
 
 
 def _expect(raw: dict[str, Any], source: str) -> Expect | None:

@@ -129,6 +129,10 @@ def _no_free_while_mapped(m: Model) -> z3.BoolRef:
     return z3.And(*clauses)
 
 
+def _no_free_while_mapped_unless_bugged(m: Model) -> z3.BoolRef:
+    return z3.Or(_tdx(m).sept.vm_bugged.var, _no_free_while_mapped(m))
+
+
 def _no_lost_accepted_data(m: Model) -> z3.BoolRef:
     t, td = _tdx(m), _td(m)
     assert td is not None
@@ -212,8 +216,16 @@ INVARIANTS = (
     Invariant(
         "no_free_while_mapped", Kind.ALWAYS,
         "a freed private page is in no S-EPT leaf and in no vCPU's TLB",
-        "get_page() in tdx_sept_set_private_spte(), tdx_unpin() after TDH.MEM.PAGE.REMOVE",
+        "up to 6.18: get_page() in tdx_sept_set_private_spte(), tdx_unpin() after TDH.MEM.PAGE.REMOVE; "
+        "since 6.19 (ce7b5695397b) only while the VM is not bugged: no_free_while_mapped_unless_bugged",
         ("tdx",), _no_free_while_mapped,
+    ),
+    Invariant(
+        "no_free_while_mapped_unless_bugged", Kind.ALWAYS,
+        "unless KVM_BUG_ON has fired, a freed private page is in no S-EPT leaf and in no vCPU's TLB "
+        "(the rule since 6.19: a bugged VM may free a page a failed removal left in the S-EPT)",
+        "ce7b5695397b KVM: TDX: Drop superfluous page pinning in S-EPT management",
+        ("tdx",), _no_free_while_mapped_unless_bugged,
     ),
     Invariant(
         "no_lost_accepted_data", Kind.ALWAYS,

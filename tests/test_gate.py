@@ -374,12 +374,14 @@ def test_empty_or_nonsensical_options_are_errors(capsys: pytest.CaptureFixture[s
     assert message in usage_error(capsys, *args)
 
 
+HUGE = 'profile = "tdx-hugepage-rfc-v3"\ncomponents = ["tdx_huge"]\n'
+
+
 @pytest.mark.parametrize(("text", "key", "message"), [
     ("invariants = []\n" + SMALL, "invariants", "an empty list would check nothing but the model's own facts"),
     ('components = []\n', "components", "an empty list: a model needs a component"),
-    ('components = ["tdx_huge"]\n[attributes]\nmax_conversions = 99\n', "attributes.max_conversions",
-     "99 is out of range"),
-    ('components = ["tdx_huge"]\n[guest]\ncolour = 1\n', "guest.colour", "unknown option"),
+    (HUGE + '[attributes]\nmax_conversions = 99\n', "attributes.max_conversions", "99 is out of range"),
+    (HUGE + '[guest]\ncolour = 1\n', "guest.colour", "unknown option"),
 ])
 def test_spec_errors_name_the_key(capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str, key: str,
                                   message: str) -> None:

@@ -9,16 +9,20 @@ from checker.compile import compile_model
 from checker.sanity import vacuous
 from invariants import CATALOGUE, applicable
 from model.mmu import Sizes, build
+from model.mmu.profiles import load as profile
 
 from .helpers import Lazy, check, labels, state, step
 
+PROFILE = Lazy(lambda: profile("tdx-hugepage-rfc-v3"))
 OPTIONS = {"attributes": {"initial_attributes": "private", "max_conversions": 0},
            "tdx": {"max_punch_holes": 0, "max_memslot_updates": 0, "nx_recovery": False}}
-MODEL = Lazy(lambda: build(["tdx_huge"], Sizes(2, 1, 2), OPTIONS))
+MODEL = Lazy(lambda: build(["tdx_huge"], Sizes(2, 1, 2), OPTIONS, profile=PROFILE.get()))
 C = Lazy(lambda: compile_model(MODEL.get()))
-SHARED_SPLIT = Lazy(lambda: build(["tdx_huge"], Sizes(2, 1, 2), OPTIONS, guards_off=["accept-level-write-lock"]))
+SHARED_SPLIT = Lazy(lambda: build(["tdx_huge"], Sizes(2, 1, 2), OPTIONS, guards_off=["accept-level-write-lock"],
+                    profile=PROFILE.get()))
 C_SHARED = Lazy(lambda: compile_model(SHARED_SPLIT.get()))
-NO_ADJUST = Lazy(lambda: build(["tdx_huge"], Sizes(2, 1, 2), OPTIONS, guards_off=["mirror-hugepage-adjust"]))
+NO_ADJUST = Lazy(lambda: build(["tdx_huge"], Sizes(2, 1, 2), OPTIONS, guards_off=["mirror-hugepage-adjust"],
+                    profile=PROFILE.get()))
 C_NO_ADJUST = Lazy(lambda: compile_model(NO_ADJUST.get()))
 
 HUGE = {"mirror_spte_2m[g0]": "LEAF", "sept_2m[g0]": "PENDING"}
@@ -209,7 +213,7 @@ def test_partial_conversion_splits_the_crossing_huge_leaf_before_zapping() -> No
                                       "conversions": [{"start": 1, "end": 2, "attributes": "shared"}]}}
     for guards_off, first in (((), ("DEMOTE", "NONLEAF", "LEAF")),
                               (("split-cross-boundary",), ("REMOVE_2M", "NONPRESENT", "NONPRESENT"))):
-        m = build(["tdx_huge"], Sizes(2, 1, 2), opts, guards_off=guards_off)
+        m = build(["tdx_huge"], Sizes(2, 1, 2), opts, guards_off=guards_off, profile=PROFILE.get())
         c = compile_model(m)
         after = step(c, state(m, HUGE), "kvm_pre_set_memory_attributes(conversion=Conversion(start=1, end=2, "
                      "attributes='SHARED'))")

@@ -11,6 +11,7 @@ from model.lang import Model
 from .helpers import check, labels, state, step
 
 SPEC = """
+profile = "pinned-spte-rfc"
 components = ["pinning"]
 [sizes]
 vcpus = 1

@@ -6,10 +6,13 @@ import pytest
 
 from checker.compile import compile_model
 from model.mmu import Sizes, build
+from model.mmu.profiles import load as profile
 
 from .helpers import Lazy, labels, state, step
 
-MODEL = Lazy(lambda: build(["tdx", "guest"], Sizes(2, 1, 2), {"attributes": {"initial_attributes": "private"}}))
+PROFILE = Lazy(lambda: profile("v6.16"))
+MODEL = Lazy(lambda: build(["tdx", "guest"], Sizes(2, 1, 2), {"attributes": {"initial_attributes": "private"}},
+                    profile=PROFILE.get()))
 C = Lazy(lambda: compile_model(MODEL.get()))
 
 TABLE = {"sept_2m[g0]": "NONLEAF", "mirror_spte_2m[g0]": "NONLEAF"}
@@ -97,7 +100,7 @@ def test_a_present_leaf_is_spurious_whatever_its_ad_state() -> None:
     st = faulting(0, "MAP", **TABLE, **{"mirror_spte_4k[g0]": "LEAF", "mirror_spte_dirty[g0]": True})
     assert step(C, st, "map_spurious(vcpu=0, gfn=0)") is not None  # a read fault, a dirty leaf
     unguarded = build(["tdx", "guest"], Sizes(2, 1, 2), {"attributes": {"initial_attributes": "private"}},
-                      guards_off=["spurious-check"])
+                      guards_off=["spurious-check"], profile=PROFILE.get())
     cu = compile_model(unguarded)
     assert step(cu, st, "map_spurious(vcpu=0, gfn=0)") is None
     bugged = step(cu, st, "set_external_spte_present_was_present(vcpu=0, gfn=0)")
@@ -237,7 +240,7 @@ def test_tdx_without_a_guest_keeps_every_invariant() -> None:
     from invariants import CATALOGUE, select
 
     model = build(["tdx"], Sizes(2, 1, 2), {"attributes": {"initial_attributes": "private", "max_conversions": 1},
-                                             "tdx": {"max_memslot_updates": 0}})
+                                             "tdx": {"max_memslot_updates": 0}}, profile=PROFILE.get())
     assert "guest" not in model.parts and "td.vcpu_mode[vcpu0]" not in model.schema.by_name
     bounds = select(CATALOGUE, model, None)
     assert {"no_kvm_bug", "no_orphan_external"} <= {b.name for b in bounds}

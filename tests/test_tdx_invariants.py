@@ -7,10 +7,13 @@ import pytest
 from checker.sanity import vacuous
 from invariants import CATALOGUE, applicable
 from model.mmu import Sizes, build
+from model.mmu.profiles import load as profile
 
 from .helpers import Lazy, check, state
 
-MODEL = Lazy(lambda: build(["tdx", "guest"], Sizes(2, 1, 2), {"attributes": {"initial_attributes": "private"}}))
+PROFILE = Lazy(lambda: profile("v6.16"))
+MODEL = Lazy(lambda: build(["tdx", "guest"], Sizes(2, 1, 2), {"attributes": {"initial_attributes": "private"}},
+                    profile=PROFILE.get()))
 TABLE = {"sept_2m[g0]": "NONLEAF", "mirror_spte_2m[g0]": "NONLEAF"}
 LEAF = {**TABLE, "mirror_spte_4k[g0]": "LEAF", "sept_4k[g0]": "PENDING"}
 ZAPPING = {"ioctl.step": "CONVERT_ZAP", "sept_zap.step": "TRACK", "mmu_invalidate_in_progress": 1}

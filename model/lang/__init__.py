@@ -16,11 +16,13 @@ from .fields import Family, Field
 from .options import Option, OptionError, resolve
 from .printer import show
 from .schema import Schema
+from .variants import Choices, Variant, VariantValue
 
 __all__ = [
     "BOOL",
     "Action",
     "BoolDomain",
+    "Choices",
     "Component",
     "DeadlinePassed",
     "Domain",
@@ -39,6 +41,8 @@ __all__ = [
     "SolverUnknown",
     "Step",
     "UnknownName",
+    "Variant",
+    "VariantValue",
     "case_split",
     "checkpoint",
     "choose",

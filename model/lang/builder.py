@@ -86,6 +86,9 @@ class Model:
         self.facts = tuple(facts)
         self.description = description
         self.by_key = {a.key: a for a in self.actions}
+        # what kernel the model stands for (for the MMU, a model.mmu.profiles.Profile),
+        # set by whoever builds it
+        self.profile: Any = None
 
     def field(self, name: str) -> Field:
         try:
@@ -103,8 +106,9 @@ class Model:
 class ModelBuilder:
     """Collects fields, guards and actions from components, then builds a `Model`."""
 
-    def __init__(self, name: str, guards_off: Iterable[str] = ()) -> None:
+    def __init__(self, name: str, guards_off: Iterable[str] = (), variants: Mapping[str, str] | None = None) -> None:
         self.name = name
+        self.variants = dict(variants or {})  # the profile's choices: "component.variant" -> value
         self._guards_off = set(guards_off)
         self._fields: list[Field] = []
         self._names: dict[str, Field] = {}

@@ -15,6 +15,7 @@ from typing import ClassVar
 from .builder import ModelBuilder, UnknownName
 from .errors import ModelError
 from .options import Option
+from .variants import Choices, Variant
 
 
 class Component:
@@ -22,6 +23,9 @@ class Component:
     summary: ClassVar[str]
     requires: ClassVar[tuple[str, ...]] = ()
     options: ClassVar[tuple[Option, ...]] = ()
+    variants: ClassVar[tuple[Variant, ...]] = ()
+    # the profile's choice for each of `variants`, set by compose() before configure()
+    variant: Choices
 
     def configure(self, enabled: Mapping[str, Component]) -> None:
         """Before anything is declared: adjust the components this one refines (optional).
@@ -59,8 +63,11 @@ def order(available: Mapping[str, type[Component]], wanted: Sequence[str]) -> li
 
 
 def compose(b: ModelBuilder, instances: Sequence[Component]) -> None:
-    """Configure, then declare, then define every component, in the given order."""
+    """Configure, then declare, then define every component, in the given order; each
+    first gets the profile's choice of its variants."""
     enabled = {c.name: c for c in instances}
+    for c in instances:
+        c.variant = Choices(c.name, c.variants, b.variants)
     for c in instances:
         c.configure(enabled)
     seen: dict[str, Component] = {}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from model.lang import Component, Model, ModelBuilder, Option, OptionError, compose, order, resolve, shown
+from model.lang import Component, Model, ModelBuilder, ModelError, Option, OptionError, compose, order, resolve, shown
 
 from .attributes import MemoryAttributes
 from .fault import FaultPath, FaultRefinement
@@ -17,6 +17,9 @@ from .locks import MmuLock
 from .set_memory_attributes import Conversion, SetMemoryAttributes
 from .sizes import Sizes
 from .tdp import Root
+
+if TYPE_CHECKING:
+    from .profiles import Profile
 
 LEVELS = ("4K", "2M")
 
@@ -135,19 +138,26 @@ def build(
     guards_off: Iterable[str] = (),
     name: str = "mmu",
     description: str = "",
+    profile: Profile | None = None,
 ) -> Model:
-    """Build the MMU model made of `components` (and what they require).
+    """Build the MMU model made of `components` (and what they require) as the kernel of
+    `profile` has it (default: the newest, `profiles.DEFAULT`). The profile chooses the
+    variants; its guard defaults are the caller's to apply (see `checker.spec`).
 
     A model is immutable once built, and building one proves every effect's domain with
     z3 (seconds for the TDX models), so the last few are kept by configuration: a replay,
     a second spec of the same world or a test that builds it again gets the same object."""
+    from .profiles import load
+
+    profile = profile if profile is not None else load()
     components = list(components)
     guards_off = sorted(guards_off)
-    key = json.dumps([components, repr(sizes), options, guards_off, name, description], sort_keys=True, default=repr)
+    key = json.dumps([components, repr(sizes), options, guards_off, name, description, profile.name,
+                      profile.variants, profile.files], sort_keys=True, default=repr)
     if key in _BUILT:
         _BUILT.move_to_end(key)
         return _BUILT[key]
-    model = _build(components, sizes, options, guards_off, name, description)
+    model = _build(components, sizes, options, guards_off, name, description, profile)
     _BUILT[key] = model
     if len(_BUILT) > BUILT_KEPT:
         _BUILT.popitem(last=False)
@@ -155,12 +165,18 @@ def build(
 
 
 def _build(components: list[str], sizes: Sizes, options: Mapping[str, Mapping[str, Any]],
-           guards_off: list[str], name: str, description: str) -> Model:
+           guards_off: list[str], name: str, description: str, profile: Profile) -> Model:
     names = order(COMPONENTS, components)
-    b = ModelBuilder(name, guards_off)
+    missing = [n for n in names if n not in profile.components]
+    if missing:
+        raise ModelError(f"component {missing[0]!r} is not in profile {profile.name!r} ({profile.kernel}), "
+                         f"which has: {', '.join(profile.components)}")
+    b = ModelBuilder(name, guards_off, profile.variants)
     instances = [_instance(n, sizes, options.get(n, {})) for n in names]
     compose(b, instances)
-    return b.build(description)
+    model = b.build(description)
+    model.profile = profile
+    return model
 
 
 def _instance(name: str, sizes: Sizes, options: Mapping[str, Any]) -> Component:

@@ -208,7 +208,7 @@ class MmioComponent(Component):
         self.pc: Family = b.family("vcpu_pc", vlabels, MMIO_PC, "IN_GUEST", "where the vCPU is in one access")
         self.gfn: Family = b.family("vcpu_gfn", vlabels, IntDomain(0, n - 1), 0, "the GFN being accessed")
         self.noslot: Family = b.family("fault.noslot", vlabels, BOOL, False,
-                                       "kvm_faultin_pfn() found no memslot (KVM_PFN_NOSLOT)")
+                                       "kvm_mmu_faultin_pfn() found no memslot (KVM_PFN_NOSLOT)")
         self.cache_gfn: Family = b.family(
             "vcpu.arch.mmio_gfn", vlabels, IntDomain(0, n, {n: "none"}), n, "the vCPU's MMIO cache: GFN")
         self.cache_gen: Family = b.family("vcpu.arch.mmio_gen", vlabels, IntDomain(0, top), 0,
@@ -356,10 +356,11 @@ class MmioComponent(Component):
             text = "kvm_swap_active_memslots: publish the new memslots"
         return Step(text, guard, effect)
 
-    @kernel("tdp_mmu_zap_spte_atomic")
+    @kernel("kvm_tdp_mmu_zap_possible_nx_huge_page")
     def tdp_mmu_zap_spte_atomic(self, vm: Vm, gfn: int) -> Step:
-        """NX recovery (kvm_recover_nx_huge_pages) zapping a present leaf under the read lock:
-        tdp_mmu_zap_spte_atomic() first freezes it (FROZEN_SPTE). Leaves out the TLB flush."""
+        """NX recovery (kvm_recover_nx_huge_pages -> kvm_tdp_mmu_zap_possible_nx_huge_page)
+        zapping a present leaf under the read lock: the SPTE is first frozen (FROZEN_SPTE).
+        Leaves out the TLB flush."""
         i, c = vm.index, self.cell(vm, gfn)
         guard = z3.And(self.zap[i].var == ZAP.IDLE, self.spte[c].var == SPTE.PRESENT,
                        self.zaps[i].var < self.config["nx_recovery_zaps"])
@@ -367,10 +368,10 @@ class MmioComponent(Component):
             self.spte[c]: SPTE.FROZEN_SPTE, self.zap[i]: ZAP.FROZEN, self.zap_gfn[i]: gfn,
             self.zaps[i]: self.zaps[i].var + 1})
 
-    @kernel("tdp_mmu_zap_spte_atomic")
+    @kernel("kvm_tdp_mmu_zap_possible_nx_huge_page")
     def tdp_mmu_zap_spte_atomic_done(self, vm: Vm) -> Step:
-        """Second half of tdp_mmu_zap_spte_atomic(): the frozen SPTE becomes
-        SHADOW_NONPRESENT_VALUE."""
+        """Second half of the atomic zap in kvm_tdp_mmu_zap_possible_nx_huge_page(): the
+        frozen SPTE becomes SHADOW_NONPRESENT_VALUE."""
         i = vm.index
         effect: dict[Field, object] = {self.zap[i]: ZAP.IDLE}
         for g in range(self.sizes.gfns):
@@ -496,9 +497,9 @@ class MmioComponent(Component):
                     "stale: RET_PF_INVALID; not MMIO: RET_PF_RETRY",
                     z3.And(self._at(vcpu, "ACCESS"), misconfig), choose(emulate, then, otherwise))
 
-    @kernel("kvm_faultin_pfn")
+    @kernel("kvm_mmu_faultin_pfn")
     def kvm_faultin_pfn(self, vcpu: int) -> Step:
-        """kvm_faultin_pfn(): look the GFN up in the active memslots. No memslot:
+        """kvm_mmu_faultin_pfn(): look the GFN up in the active memslots. No memslot:
         kvm_handle_noslot_fault() caches the MMIO info (vcpu_cache_mmio_info, skipped while
         an update is in progress) and, without enable_mmio_caching, returns RET_PF_EMULATE
         at once. Leaves out the mmu_invalidate_seq snapshot (nothing here invalidates)."""
@@ -508,7 +509,7 @@ class MmioComponent(Component):
                                      self.pc[vcpu]: MMIO_PC.MAP if caching else MMIO_PC.EMULATE}
         then |= self._cache_fill(vcpu)
         otherwise: dict[Field, object] = {self.noslot[vcpu]: False, self.pc[vcpu]: MMIO_PC.MAP}
-        return Step("kvm_faultin_pfn: memslot lookup" + ("" if caching else "; no slot: RET_PF_EMULATE"),
+        return Step("kvm_mmu_faultin_pfn: memslot lookup" + ("" if caching else "; no slot: RET_PF_EMULATE"),
                     self._at(vcpu, "PAGE_FAULT"), choose(noslot, then, otherwise))
 
     @kernel("tdp_mmu_map_handle_target_level")

@@ -9,10 +9,10 @@ from model.lang import Component, ModelBuilder, Option, OptionError, resolve, sh
 
 from ..sizes import Sizes
 from . import mirror_fault
-from .gmem import GuestMemfd, PunchHole
+from .gmem import PINNING, GuestMemfd, PunchHole
 from .mirror_fault import MirrorFault
 from .sept import ExternalSept
-from .teardown import SeptTeardown
+from .teardown import BUSY_RETRY, SeptTeardown
 from .zappers import AtomicZaps, FastZap
 
 
@@ -26,6 +26,7 @@ class TdxComponent(Component):
         "guest_memfd pages and pins with punch-hole, NX recovery and fast zaps"
     )
     requires = ("attributes",)
+    variants = (PINNING, BUSY_RETRY)
     options = (
         Option("max_punch_holes", int, 1, "fallocate(PUNCH_HOLE) calls allowed", minimum=0, maximum=2),
         Option("punch_holes", list, [],
@@ -56,10 +57,12 @@ class TdxComponent(Component):
         self.kvm, self.fault, self.ioctl = kvm, attrs.fault, attrs.ioctl  # type: ignore[attr-defined]
         sizes = self.sizes
         self.sept = ExternalSept(b, sizes, self.huge)
-        self.gmem = GuestMemfd(b, sizes, self.punch_holes, self.config["max_punch_holes"])
+        self.gmem = GuestMemfd(b, sizes, self.punch_holes, self.config["max_punch_holes"],
+                               pins=self.variant.is_("pinning", "get_page-until-remove"))
         self.fault.refine.gmem_get_pfn = self.gmem.get_pfn
         self.mirror_fault = MirrorFault(b, self.fault, kvm.mirror, self.sept, self.gmem)
-        self.teardown = SeptTeardown(b, kvm.mirror, self.sept, self.gmem, self.mirror_fault.dirty)
+        self.teardown = SeptTeardown(b, kvm.mirror, self.sept, self.gmem, self.mirror_fault.dirty,
+                                     self.variant["busy_retry"])
         self.teardown.bind(self.ioctl)
         self.ioctl.mirror_teardown = self.teardown.start
         self.ioctl.other_invalidations = self.gmem.punched.var

@@ -1,8 +1,11 @@
 """guest_memfd pages of a TD, their TDX pins, and fallocate(PUNCH_HOLE).
 
 Kernel: virt/kvm/guest_memfd.c (kvm_gmem_get_pfn, kvm_gmem_punch_hole,
-kvm_gmem_invalidate_begin/_end) and the pin TDX takes in tdx_sept_set_private_spte()
-(get_page) and drops in tdx_unpin() after TDH.MEM.PAGE.REMOVE.
+kvm_gmem_invalidate_begin/_end). Variant `tdx.pinning`: up to 6.18 TDX pins the page in
+tdx_sept_set_private_spte() (get_page) and drops the pin in tdx_unpin() after
+TDH.MEM.PAGE.REMOVE; since 6.19 (ce7b5695397b) it takes no reference at all, so a
+truncation frees what guest_memfd frees, even a page a failed REMOVE left in the S-EPT
+(the commit accepts that once the VM is bugged).
 
 Abstractions: each GFN has one private page. truncate_inode_pages_range() frees a page
 only if TDX does not pin it; a pinned page stays (the model does not tell "still in the
@@ -19,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import z3
 
-from model.lang import BOOL, Family, Field, IntDomain, ModelBuilder, Step, kernel
+from model.lang import BOOL, Family, Field, IntDomain, ModelBuilder, Step, Variant, VariantValue, kernel
 
 from ..invalidate import Invalidation
 from ..locks import MmuLock
@@ -42,31 +45,56 @@ class PunchHole:
         return f"[g{self.start},g{self.end})"
 
 
+PINNING = Variant("pinning", "whether TDX holds a reference on a private page while the S-EPT maps it", (
+    VariantValue("get_page-until-remove", "v6.16",
+                 "arch/x86/kvm/vmx/tdx.c at v6.16: get_page() in tdx_sept_set_private_spte(), "
+                 "tdx_unpin() after TDH.MEM.PAGE.REMOVE",
+                 "pinned from TDH.MEM.PAGE.AUG to TDH.MEM.PAGE.REMOVE; a truncation skips a pinned page"),
+    VariantValue("none", "v6.19",
+                 "ce7b5695397b KVM: TDX: Drop superfluous page pinning in S-EPT management "
+                 "<20251030200951.3402865-9-seanjc@google.com>",
+                 "no reference: truncation frees what guest_memfd frees"),
+))
+
+
 class GuestMemfd:
     def __init__(self, b: ModelBuilder, sizes: Sizes, punch_holes: Sequence[PunchHole],
-                 max_punch_holes: int) -> None:
+                 max_punch_holes: int, pins: bool) -> None:
         self.sizes = sizes
+        self.pins = pins
         self.punch_holes = tuple(punch_holes)
         self.max_punch_holes = max_punch_holes
         self.page: Family = b.family(
             "gmem_page", sizes.gfn_labels(), PAGE, "ALLOCATED",
             "the GFN's private page: in guest_memfd, or freed to the host",
         )
-        self.pinned: Family = b.family(
-            "tdx_pinned", sizes.gfn_labels(), BOOL, False,
-            "TDX holds a reference to the page (get_page() before TDH.MEM.PAGE.AUG)",
-        )
+        self.pinned: Family | None = None
+        if pins:
+            self.pinned = b.family(
+                "tdx_pinned", sizes.gfn_labels(), BOOL, False,
+                "TDX holds a reference to the page (get_page() before TDH.MEM.PAGE.AUG)",
+            )
         self.punched: Field = b.field(
             "gmem.punch_holes", IntDomain(0, max_punch_holes), 0,
             "fallocate(PUNCH_HOLE) calls made so far (bounded by the scenario)",
         )
 
     def pin(self, gfn: int) -> dict[Field, object]:
-        return {self.pinned[gfn]: True}
+        """get_page() before TDH.MEM.PAGE.AUG (nothing without pins)."""
+        return {self.pinned[gfn]: True} if self.pinned is not None else {}
 
     def unpin(self, gfn: int) -> dict[Field, object]:
-        """tdx_unpin(): put_page()."""
-        return {self.pinned[gfn]: False}
+        """tdx_unpin(): put_page() (nothing without pins)."""
+        return {self.pinned[gfn]: False} if self.pinned is not None else {}
+
+    @property
+    def unpin_text(self) -> str:
+        """What a successful TDH.MEM.PAGE.REMOVE's line adds for the pin."""
+        return "; tdx_unpin()" if self.pins else ""
+
+    def held(self, gfn: int) -> z3.BoolRef:
+        """TDX holds a reference on the GFN's page."""
+        return self.pinned[gfn].var if self.pinned is not None else z3.BoolVal(False)
 
     def get_pfn(self, gfn: int) -> dict[Field, object]:
         """kvm_gmem_get_pfn() allocates the page if the file has a hole there."""
@@ -106,12 +134,13 @@ class GuestMemfd:
     @kernel("truncate_inode_pages_range")
     def truncate_inode_pages_range(self) -> Step:
         """kvm_gmem_punch_hole() -> truncate_inode_pages_range(): the pages of the range
-        leave the file; a page nobody else references (no TDX pin) is freed."""
+        leave the file; a page nobody else references (no TDX pin, or no pins at all
+        since 6.19) is freed."""
         io = self.ioctl
         effect: dict[Field, object] = {io.step: IOCTL_STEP.GMEM_END}
         for g in range(self.sizes.gfns):
             inside = z3.And(io.start.var <= g, io.end.var > g)
-            effect[self.page[g]] = z3.If(z3.And(inside, z3.Not(self.pinned[g].var)), PAGE.FREED,
+            effect[self.page[g]] = z3.If(z3.And(inside, z3.Not(self.held(g))), PAGE.FREED,
                                          self.page[g].var)
         return Step("truncate_inode_pages_range()", io.step.var == IOCTL_STEP.TRUNCATE, effect)
 

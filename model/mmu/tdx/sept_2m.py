@@ -141,7 +141,7 @@ class Sept2mOps:
         }
         for g in self.sizes.region_gfns(region):
             effect |= {**self.gmem.unpin(g), **self.z.discard(g)}
-        return Step(f"TDH.MEM.PAGE.REMOVE({self._label(region)}) -> TDX_SUCCESS; tdx_unpin()",
+        return Step(f"TDH.MEM.PAGE.REMOVE({self._label(region)}) -> TDX_SUCCESS{self.gmem.unpin_text}",
                     z3.And(self._at("REMOVE", region, "REMOVE_2M"), self._removable(region)), effect)
 
     @kernel("tdh_mem_page_remove")

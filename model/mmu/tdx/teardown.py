@@ -30,13 +30,26 @@ from __future__ import annotations
 
 import z3
 
-from model.lang import EnumDomain, Family, Field, IntDomain, ModelBuilder, Step, choose, kernel
+from model.lang import EnumDomain, Family, Field, IntDomain, ModelBuilder, Step, Variant, VariantValue, choose, kernel
 
 from ..set_memory_attributes import ACTOR, AFTER_ZAP, IOCTL_STEP, SetMemoryAttributes
 from ..tdp import Root
 from ..values import BLOCK_AGE, SEPT_4K, SPTE_2M, SPTE_4K
 from .gmem import GuestMemfd
 from .sept import MODULE, ExternalSept
+
+BUSY_RETRY = Variant("busy_retry", "how a tear-down SEAMCALL that returns TDX_OPERAND_BUSY is retried once, "
+                     "after every vCPU is kicked out of the TD (the same steps; the kernel's names differ)", (
+    VariantValue("tdx_no_vcpus_enter", "v6.16",
+                 "arch/x86/kvm/vmx/tdx.c at v6.16: tdx_no_vcpus_enter_start() / _stop() around the retry "
+                 "in tdx_sept_zap_private_spte(), tdx_track() and tdx_sept_drop_private_spte()",
+                 "tdx_no_vcpus_enter_start() sets wait_for_sept_zap and kicks; _stop() clears it"),
+    VariantValue("tdh_do_no_vcpus", "v6.19",
+                 "3d626ce5a8cc, 14c9938619be (tdh_do_no_vcpus(), the folded tdx_sept_remove_private_spte()); "
+                 "applied <176278827443.918905.17609380057567446021.b4-ty@google.com>",
+                 "tdh_do_no_vcpus() wraps BLOCK, TRACK and REMOVE, folded into tdx_sept_remove_private_spte()"),
+))
+BUSY_TEXT = {"tdx_no_vcpus_enter": "tdx_no_vcpus_enter_start()", "tdh_do_no_vcpus": "tdh_do_no_vcpus(): kick, retry"}
 
 ZAP_STEP = EnumDomain("sept_zap_step", ["IDLE", "BLOCK", "TRACK", "KICK", "REMOVE", "NEXT"])
 # with huge pages: the operation after the kick, the unblock of a failed one, and the
@@ -51,8 +64,9 @@ AFTER_KICK = {"REMOVE_4K": "REMOVE", "REMOVE_2M": "REMOVE", "DEMOTE": "DEMOTE", 
 
 class SeptTeardown:
     def __init__(self, b: ModelBuilder, mirror: Root, sept: ExternalSept, gmem: GuestMemfd,
-                 dirty: Family) -> None:
+                 dirty: Family, busy_retry: str) -> None:
         self.mirror, self.sept, self.gmem, self.dirty = mirror, sept, gmem, dirty
+        self.busy_text = BUSY_TEXT[busy_retry]  # the kernel's name for the kick-and-retry
         self.sizes = mirror.sizes
         self.huge = sept.huge
         n = self.sizes.gfns
@@ -234,7 +248,7 @@ class SeptTeardown:
         TDX_OPERAND_BUSY against a vCPU in the TD; tdx_sept_zap_private_spte() calls
         tdx_no_vcpus_enter_start() (wait_for_sept_zap, kick) and retries once."""
         busy, effect = self.busy()
-        return Step(f"TDH.MEM.RANGE.BLOCK(g{gfn}) -> TDX_OPERAND_BUSY; tdx_no_vcpus_enter_start()",
+        return Step(f"TDH.MEM.RANGE.BLOCK(g{gfn}) -> TDX_OPERAND_BUSY; {self.busy_text}",
                     z3.And(self.at("BLOCK", gfn), self.doing("REMOVE_4K"), busy), effect)
 
     @kernel("tdh_mem_range_block")
@@ -265,7 +279,7 @@ class SeptTeardown:
         epoch lock); tdx_track() calls tdx_no_vcpus_enter_start() and retries once. A vCPU
         splitting under the read lock cannot: it unblocks the entry instead."""
         busy, effect = self.busy()
-        text = "TDH.MEM.TRACK -> TDX_OPERAND_BUSY; tdx_no_vcpus_enter_start()"
+        text = f"TDH.MEM.TRACK -> TDX_OPERAND_BUSY; {self.busy_text}"
         if self.huge:
             effect = {f: z3.If(self.shared_holder, f.var, v) for f, v in effect.items()}  # type: ignore[misc]
             effect[self.step] = z3.If(self.shared_holder, self.steps.UNBLOCK, self.step.var)
@@ -309,14 +323,14 @@ class SeptTeardown:
             **self.then("NEXT", gfn + 1),
             **self.discard(gfn),
         }
-        return Step(f"TDH.MEM.PAGE.REMOVE(g{gfn}) -> TDX_SUCCESS; tdx_unpin()", guard, effect)
+        return Step(f"TDH.MEM.PAGE.REMOVE(g{gfn}) -> TDX_SUCCESS{self.gmem.unpin_text}", guard, effect)
 
     @kernel("tdh_mem_page_remove")
     def tdh_mem_page_remove_busy(self, gfn: int) -> Step:
         """tdh_mem_page_remove(): TDH.MEM.PAGE.REMOVE returns TDX_OPERAND_BUSY against a vCPU in the TD;
         tdx_sept_drop_private_spte() calls tdx_no_vcpus_enter_start() and retries once."""
         busy, effect = self.busy()
-        return Step(f"TDH.MEM.PAGE.REMOVE(g{gfn}) -> TDX_OPERAND_BUSY; tdx_no_vcpus_enter_start()",
+        return Step(f"TDH.MEM.PAGE.REMOVE(g{gfn}) -> TDX_OPERAND_BUSY; {self.busy_text}",
                     z3.And(self.at("REMOVE", gfn), self.doing("REMOVE_4K"), busy), effect)
 
     @kernel("tdh_mem_page_remove")

@@ -1,0 +1,214 @@
+"""Kernel profiles: files validated key by key, variants read through one API, the kernel
+map checked against each profile's function list, and --against on real questions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from checker.cli import main
+from model.lang import Component, ModelBuilder, ModelError, Variant, VariantValue
+from model.lang.variants import Choices
+from model.mmu import COMPONENTS, Sizes, build, profiles
+
+from .shipped import ROOT, SPECS
+
+PINS_DROPPED = "remove-or-demote-without-track__no-track-before-remove.v6.19"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list_profiles_shows_each_mainline_profile_with_its_sources(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "list", "profiles")
+    assert code == 0
+    for name in ("v6.16", "v6.19", "tdx-hugepage-rfc-v3", "pinned-spte-rfc"):
+        assert f"\n{name}" in f"\n{out}"
+    assert f"{profiles.DEFAULT} (default)" in out
+    assert "source: ce7b5695397b KVM: TDX: Drop superfluous page pinning" in out
+    assert "tdx.pinning = none" in out
+
+
+def test_list_variants_ties_each_value_to_its_kernel(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "list", "variants")
+    assert code == 0
+    assert "tdx.pinning:" in out and "get_page-until-remove (v6.16)" in out and "none (v6.19)" in out
+    assert "tdx.busy_retry:" in out and "tdh_do_no_vcpus (v6.19)" in out
+
+
+def test_every_shipped_spec_names_its_profile() -> None:
+    for path in SPECS:
+        assert "\nprofile = " in path.read_text(), path.name
+
+
+@pytest.mark.parametrize(("text", "key", "problem"), [
+    ('summary = "s"\nsources = ["x"]\ncomponents = ["tdx"]\n[variants]\n"tdx.pinning" = "none"\n',
+     "kernel", "is not a non-empty string"),
+    ('kernel = "k"\nsummary = "s"\nsources = ["x"]\nbase = "v6.16"\ncolour = 1\n', "colour", "unknown key"),
+    ('kernel = "k"\nsummary = "s"\nsources = ["x"]\nbase = "v6.16"\n[variants]\n"tdx.pining" = "none"\n',
+     "variants.tdx.pining", "unknown variant"),
+    ('kernel = "k"\nsummary = "s"\nsources = ["x"]\nbase = "v6.16"\n[variants]\n"tdx.pinning" = "some"\n',
+     "variants.tdx.pinning", "'some' is not a value of it"),
+    ('kernel = "k"\nsummary = "s"\nsources = ["x"]\nbase = "v9.99"\n', "base", "no profile 'v9.99'"),
+    ('kernel = "k"\nsummary = "s"\nsources = ["x"]\ncomponents = ["tdx"]\n',
+     "variants.tdx.busy_retry", "no value"),
+    ('kernel = "k"\nsummary = "s"\nsources = []\nbase = "v6.16"\n', "sources", "is not a list of sources"),
+    ('kernel = "k"\nsummary = "s"\nsources = ["x"]\nbase = "v6.16"\n[guards]\nfreeze = "maybe"\n',
+     "guards.freeze", "is not a guard state"),
+])
+def test_a_bad_profile_is_refused_naming_its_file_and_key(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                           text: str, key: str, problem: str) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(text)
+    code, out, err = run(capsys, "--spec", "attributes-default", "--profile", str(path))
+    assert code == 2 and out == ""
+    assert err.startswith(f"error: {path}: {key}: ") and problem in err, err
+
+
+def test_a_profile_cannot_derive_from_itself(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "loop.toml"
+    path.write_text(f'kernel = "k"\nsummary = "s"\nsources = ["x"]\nbase = "{path}"\n')
+    code, _, err = run(capsys, "--spec", "attributes-default", "--profile", str(path))
+    assert code == 2 and f"{path}: base: " in err and "derives from itself" in err
+
+
+def test_an_unknown_profile_and_a_guard_a_profile_lacks_are_refused(capsys: pytest.CaptureFixture[str],
+                                                                    tmp_path: Path) -> None:
+    code, _, err = run(capsys, "--spec", "tdx-default", "--profile", "v9.99")
+    assert code == 2 and "--profile: no profile 'v9.99'" in err and "v6.19" in err
+    path = tmp_path / "p.toml"
+    path.write_text('kernel = "k"\nsummary = "s"\nsources = ["x"]\nbase = "v6.16"\n[guards]\nfrezee = "off"\n')
+    code, _, err = run(capsys, "--spec", "unfrozen-mirror-sept-order__no-freeze", "--profile", str(path),
+                       "--max-states", "10")
+    assert code == 2 and f"{path}: guards.frezee: unknown guard" in err
+
+
+def test_a_component_the_profile_lacks_is_refused_naming_the_profiles_that_have_it(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "--spec", "tdx-hugepage-default", "--profile", "v6.19")
+    assert code == 2 and "components: component 'tdx_huge' is not in profile 'v6.19'" in err
+    assert "profiles that have it: tdx-hugepage-rfc-v3" in err
+
+
+def test_the_pin_drop_removes_the_pins_from_the_model() -> None:
+    sizes = Sizes(1, 1, 2)
+    old = build(["tdx"], sizes, {}, profile=profiles.load("v6.16"))
+    new = build(["tdx"], sizes, {}, profile=profiles.load("v6.19"))
+    assert "tdx_pinned[g0]" in old.schema.by_name and "tdx_pinned[g0]" not in new.schema.by_name
+    remove = "tdh_mem_page_remove(gfn=0)"
+    assert old.by_key[remove].text.endswith("; tdx_unpin()") and "tdx_unpin" not in new.by_key[remove].text
+    busy = "tdh_mem_page_remove_busy(gfn=0)"
+    assert "tdx_no_vcpus_enter_start()" in old.by_key[busy].text and "tdh_do_no_vcpus()" in new.by_key[busy].text
+
+
+def test_a_variant_is_read_through_one_typed_api() -> None:
+    v = Variant("x", "doc", (VariantValue("a", "v1", "src", "s"), VariantValue("b", "v2", "src", "s")))
+    chosen = Choices("c", (v,), {"c.x": "b"})
+    assert chosen["x"] == "b" and chosen.is_("x", "b") and not chosen.is_("x", "a")
+    with pytest.raises(ModelError, match="has no value 'z'"):
+        chosen.is_("x", "z")  # a misspelt value cannot silently read as False
+    with pytest.raises(ModelError, match="does not declare"):
+        chosen["y"]
+    with pytest.raises(ModelError, match="no value"):
+        Choices("c", (v,), {})
+
+    class C(Component):
+        name, summary, variants = "c", "s", (v,)
+
+        def declare(self, b: ModelBuilder, deps: object) -> None:
+            self.seen = self.variant["x"]
+
+        def define(self, b: ModelBuilder) -> None:
+            pass
+
+    from model.lang import compose
+    c = C()
+    compose(ModelBuilder("m", variants={"c.x": "a"}), [c])
+    assert c.seen == "a"
+
+
+def _all_components_model(name: str):  # type: ignore[no-untyped-def]
+    p = profiles.load(name)
+    options = {"mmio": {"vms": ["vmx", "tdx"]}} if "mmio" in p.components else {}
+    roots = [c for c in p.components if c not in ("attributes", "tdx")] or list(p.components)
+    return build(roots, Sizes(2, 1, 2), options, profile=p)
+
+
+@pytest.mark.parametrize("name", profiles.shipped())
+def test_every_action_names_a_function_its_profile_has(name: str) -> None:
+    """The kernel map: each action's function is in the profile's list of the functions
+    the model cites (file by file), or listed as not in that tree with the reason."""
+    p = profiles.load(name)
+    model = _all_components_model(name)
+    cited = {a.kernel for a in model.actions}
+    unknown = sorted(k for k in cited if p.where(k).startswith("?:"))
+    assert not unknown, f"{name}: actions name functions its kernel map lacks: {unknown}"
+    listed = {n for names in p.files.values() for n in names} | set(p.not_in_tree)
+    stale = sorted(n for n in listed if n not in {k if k.startswith("FNAME(") else k.split("(")[0] for k in cited})
+    assert not stale, f"{name}: the kernel map lists functions no action cites: {stale}"
+
+
+def test_list_actions_prints_file_and_function(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "list", "actions", "--spec", "tdx-default", "--profile", "v6.19")
+    assert code == 0
+    assert "[arch/x86/virt/vmx/tdx/tdx.c:tdh_mem_page_remove]" in out
+    assert "[arch/x86/kvm/mmu/tdp_mmu.c:kvm_tdp_mmu_zap_possible_nx_huge_page]" in out
+    code, out, _ = run(capsys, "list", "actions", "--spec", "tdx-default")
+    assert "kvm_tdp_mmu_zap_possible_nx_huge_page (not in v6.16)]" in out
+
+
+def test_against_the_pin_drop_on_a_teardown_that_hits_kvm_bug_on(capsys: pytest.CaptureFixture[str],
+                                                                  tmp_path: Path) -> None:
+    """v6.19 against v6.16: after a failed REMOVE the page is freed while mapped."""
+    code, out, _ = run(capsys, "--spec", PINS_DROPPED, "--against", "v6.16", "--export", str(tmp_path),
+                       "--format", "json")
+    assert code == 1
+    assert "1 of 2 verdicts differ" in out
+    row = next(line for line in out.splitlines() if line.strip().startswith("no_free_while_mapped "))
+    assert row.split()[1:] == ["ALWAYS", "violated", "after", "17", "steps", "holds"]
+    doc = json.loads((tmp_path / f"{PINS_DROPPED}@v6.19.no_free_while_mapped.json").read_text())
+    assert doc["scenario"]["profile"] == "v6.19"
+    assert "--profile v6.19" in doc["command"] and "--against" not in doc["command"]
+    assert doc["steps"][-1]["where"] == "mm/truncate.c:truncate_inode_pages_range"
+
+
+def test_against_with_nothing_different_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    """The same scenario with the guard on: the pin drop and tdh_do_no_vcpus() change no verdict."""
+    code, out, _ = run(capsys, "--spec", PINS_DROPPED, "--against", "v6.16", "--guard", "track-before-remove=on",
+                       "--invariant", "no_free_while_mapped", "--invariant", "no_kvm_bug")
+    assert code == 0 and "every verdict is the same" in out
+
+
+def test_against_names_a_property_one_profile_does_not_have(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--spec", PINS_DROPPED, "--against", "v6.16",
+                       "--invariant", "no_free_while_mapped_unless_bugged", "--invariant", "no_kvm_bug")
+    assert code == 0, out  # the live rule holds under both
+
+
+def test_a_replayed_file_keeps_its_profile_and_an_old_one_reads_as_v6_16(capsys: pytest.CaptureFixture[str],
+                                                                         tmp_path: Path) -> None:
+    code, _, _ = run(capsys, "--spec", PINS_DROPPED, "--export", str(tmp_path), "--format", "json")
+    assert code == 0
+    path = tmp_path / f"{PINS_DROPPED}.json"
+    code, out, _ = run(capsys, "replay", str(path))
+    assert code == 1, out  # reproduces under v6.19
+    code, out, _ = run(capsys, "replay", str(path), "--profile", "v6.16")
+    assert code == 0 and "does not reproduce" in out, out  # the pinned page is not freed
+    doc = json.loads(path.read_text())
+    doc["schema_version"] = 2
+    del doc["scenario"]["profile"]
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(doc))
+    code, out, _ = run(capsys, "replay", str(old))
+    assert code == 0, out  # files from before profiles were v6.16 runs
+
+
+def test_each_component_is_in_some_shipped_profile() -> None:
+    having = {c for n in profiles.shipped() for c in profiles.load(n).components}
+    assert having == set(COMPONENTS)
+    assert (ROOT / "model" / "profiles" / f"{profiles.DEFAULT}.toml").is_file()
