@@ -314,7 +314,7 @@ def check_command(argv: list[str], started: float | None = None) -> int:
         lassos = find_lassos(compiled, result, progress_bounds) if checked else []
         t4 = budget.elapsed()
         context = Context(spec.source if args.spec is None else args.spec, _reproduce(args), spec.name, spec.text,
-                          guards, spec.profile.name)
+                          guards)
         applies = (spec.expect is not None and not args.ignore_expected and not args.guard and not args.invariant
                    and not args.all_violations)
         run = Run(spec, model, bounds, result, compiled, context, applies, lassos, checked)
@@ -352,14 +352,18 @@ def against_command(args: argparse.Namespace, budget: Budget, guards: dict[str, 
         label = f"spec {printable(first.name)}: {a.spec.profile.name} against {b.spec.profile.name}"
         if not rows:
             print(f"{label}: every verdict is the same ({len(a.verdicts)} properties)")
-            return OK
-        print(f"{label}: {len(rows)} of {len(set(a.verdicts) | set(b.verdicts))} verdicts differ")
-        print("\n".join(table(a, b, rows)))
-        if out_dir is not None:
+        else:
+            print(f"{label}: {len(rows)} of {len(set(a.verdicts) | set(b.verdicts))} verdicts differ")
+            print("\n".join(table(a, b, rows)))
+        if out_dir is not None and rows:
             deadline.phase("exporting")
             for side in sides:
                 _export_side(args, side, {n for n, *_ in rows}, formats, out_dir, guards, deadline, budget)
-        return VIOLATION
+        stopped = [s.result.stop for s in sides if s.result.stop in ("max-states", "time-limit")]
+        if stopped:  # a comparison of cut searches is no answer either way
+            print(f"stopped: {stopped[0]} budget reached before the searches ended; the verdicts are partial")
+            return BUDGET
+        return VIOLATION if rows else OK
 
 
 def _export_side(args: argparse.Namespace, side: Side, names: set[str], formats: list[str], out_dir: Path,
@@ -367,19 +371,16 @@ def _export_side(args: argparse.Namespace, side: Side, names: set[str], formats:
     """The counterexamples of one profile's run for the properties whose verdicts differ,
     as DIR/<spec>@<profile>.<property>.<ext>."""
     spec, profile = side.spec, side.spec.profile.name
-    context = Context(spec.source if args.spec is None else args.spec, (), spec.name, spec.text, guards, profile)
-    for hit in side.result.violations:
-        if hit.bound.name in names:
-            trace = rebuild(side.compiled, side.result, hit.depth, hit.index)
-            command = _reproduce(argparse.Namespace(**{**vars(args), "profile": profile}), hit.bound.name)
-            _export(args, out_dir, formats, f"{spec.name}@{profile}.{hit.bound.name}", side.compiled, trace,
-                    hit.bound, replace(context, command=command), deadline, budget)
-    for lasso in side.lassos:
-        if lasso.bound.name in names:
-            trace = rebuild_lasso(side.compiled, lasso)
-            command = _reproduce(argparse.Namespace(**{**vars(args), "profile": profile}), lasso.bound.name)
-            _export(args, out_dir, formats, f"{spec.name}@{profile}.{lasso.bound.name}", side.compiled, trace,
-                    lasso.bound, replace(context, command=command), deadline, budget, lasso)
+    under = argparse.Namespace(**{**vars(args), "profile": profile})
+    found = [(h.bound, rebuild(side.compiled, side.result, h.depth, h.index), None) for h in side.result.violations
+             if h.bound.name in names]
+    found += [(lasso.bound, rebuild_lasso(side.compiled, lasso), lasso) for lasso in side.lassos
+              if lasso.bound.name in names]
+    for bound, trace, lasso in found:
+        context = Context(spec.source if args.spec is None else args.spec, _reproduce(under, bound.name),
+                          spec.name, spec.text, guards)
+        _export(args, out_dir, formats, f"{spec.name}@{profile}.{bound.name}", side.compiled, trace, bound,
+                context, deadline, budget, lasso)
 
 
 def _report(run: Run, args: argparse.Namespace, formats: list[str], out_dir: Path | None,
@@ -635,7 +636,7 @@ def replay_command(argv: list[str]) -> int:
     spec = load_spec(args.spec, args.profile) if args.spec is not None else None
     doc = load_document(args.file)
     if spec is None and args.profile is not None:
-        spec = scenario_spec(doc, args.file).with_profile(args.profile)
+        spec = scenario_spec(doc, args.file, args.profile)
     result = replay_document(doc, args.file, spec, guards)
     print("\n".join(report_lines(result, args.file)))
     return VIOLATION if result.reproduces else OK

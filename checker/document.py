@@ -35,7 +35,6 @@ class Context:
     name: str = ""  # the spec's name
     toml: str = ""  # the spec's text
     guards: dict[str, bool] = field(default_factory=dict)  # --guard overrides (name -> on)
-    profile: str = ""  # the profile the run checked (the spec's, or --profile)
 
 
 def kernel_location(model: Model, function: str) -> str:
@@ -124,6 +123,10 @@ def document(trace: Trace, bound: Bound, context: Context, lasso: Lasso | None =
         waiting = dict(bound.waiting)[lasso.who]
         invariant["waiting"] = {"who": lasso.who, "predicate": show(waiting, model.schema.by_name),
                                 "where": read_fields(model, waiting, trace.states[len(lasso.prefix)])}
+    scenario: dict[str, Any] = {"name": context.name, "source": context.spec, "toml": context.toml}
+    if model.profile is not None:  # the profile the run checked (the spec's, or --profile)
+        scenario["profile"] = model.profile.name
+    scenario["guards"] = {k: "on" if v else "off" for k, v in sorted(context.guards.items())}
     doc: dict[str, Any] = {
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
@@ -132,9 +135,7 @@ def document(trace: Trace, bound: Bound, context: Context, lasso: Lasso | None =
             "components": list(model.parts),
             "fingerprint": fingerprint(model),
         },
-        "scenario": {"name": context.name, "source": context.spec, "toml": context.toml,
-                     "profile": context.profile or (model.profile.name if model.profile else ""),
-                     "guards": {k: "on" if v else "off" for k, v in sorted(context.guards.items())}},
+        "scenario": scenario,
         "command": shell_line(context.command),
         "result": "violation" if lasso is None else "cycle",
         "invariant": invariant,

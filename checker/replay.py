@@ -136,12 +136,15 @@ OLDEST_READ = 2  # schema 2 has no profile: its runs were of the model before pr
 PROFILE_BEFORE_PROFILES = "v6.16"
 
 
-def scenario_spec(doc: Mapping[str, Any], source: str) -> Spec:
-    """The scenario saved in the file under the profile it was run with, checked and built
-    like a spec file."""
+def scenario_spec(doc: Mapping[str, Any], source: str, profile: str | None = None) -> Spec:
+    """The scenario saved in the file under the profile it was run with (or `profile`,
+    from --profile), checked and built like a spec file."""
     scenario = doc["scenario"]
     spec = from_text(scenario["toml"], f"{source}: scenario.toml", scenario["name"])
-    spec = spec.with_profile(scenario.get("profile", PROFILE_BEFORE_PROFILES), "scenario.profile")
+    if profile is not None:
+        spec = spec.with_profile(profile)
+    else:
+        spec = spec.with_profile(scenario.get("profile", PROFILE_BEFORE_PROFILES), "scenario.profile")
     spec.build()
     return spec
 

@@ -34,7 +34,7 @@ A shipped spec can be named by its bare name (`find()`).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from typing import Any
 from invariants import CATALOGUE, Bound, Kind, select
 from invariants.core import facts
 from model.lang import Model, ModelError, OptionError, UnknownName, order, shown, shown_key
-from model.mmu import COMPONENTS, Sizes, build, profiles
+from model.mmu import COMPONENTS, NotInProfile, Sizes, build, profiles
 from model.mmu.profiles import Profile, ProfileError
 
 from .errors import InputError, UsageError
@@ -118,29 +118,26 @@ class Spec:
         model = self._models[key]
         for name in settings:
             if name not in model.guards:
-                if guards and name in guards:
-                    where, source = "--guard", self.source
-                elif name in self.guards:
-                    where, source = f"guards.{shown_key(name)}", self.source
-                else:
-                    where, source = f"guards.{shown_key(name)}", profile.source
-                raise SpecError(source, where, f"unknown guard {shown(name)}", ", ".join(sorted(model.guards)))
+                raise self._unknown_guard(name, guards or {}, profile, model.guards)
         return model
 
+    def _unknown_guard(self, name: str, overrides: Mapping[str, bool], profile: Profile,
+                       allowed: Iterable[str]) -> SpecError:
+        """An unknown guard, blamed on where it was named: --guard, the spec, or the profile."""
+        if name in overrides:
+            source, key = self.source, "--guard"
+        else:
+            source, key = (self.source if name in self.guards else profile.source), f"guards.{shown_key(name)}"
+        return SpecError(source, key, f"unknown guard {shown(name)}", ", ".join(sorted(allowed)))
+
     def _build(self, off: tuple[str, ...], overrides: Mapping[str, bool], profile: Profile) -> Model:
-        missing = [c for c in order(COMPONENTS, self.components) if c not in profile.components]
-        if missing:
-            having = [n for n in profiles.shipped() if missing[0] in load_profile(n, self.source, "profile").components]
-            raise SpecError(self.source, "components", f"component {shown(missing[0])} is not in profile "
-                            f"{shown(profile.name)} ({profile.kernel}); profiles that have it: "
-                            f"{', '.join(having) or 'none'}", ", ".join(profile.components))
         try:
             return build(self.components, self.sizes, self.options, off, self.name, self.description, profile)
+        except NotInProfile as e:
+            raise SpecError(self.source, "components", str(e), ", ".join(profile.components)) from None
         except UnknownName as e:
             if e.kind == "guard":
-                key = "--guard" if e.name in overrides else f"guards.{shown_key(e.name)}"
-                source = profile.source if e.name not in overrides and e.name not in self.guards else self.source
-                raise SpecError(source, key, f"unknown guard {shown(e.name)}", ", ".join(e.allowed)) from None
+                raise self._unknown_guard(e.name, overrides, profile, e.allowed) from None
             raise SpecError(self.source, e.kind, f"unknown {e.kind} {shown(e.name)}", ", ".join(e.allowed)) from None
         except OptionError as e:
             raise SpecError(self.source, e.key, e.problem, e.allowed) from None

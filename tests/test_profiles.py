@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from checker.against import NOT_APPLICABLE, Side, Verdict, differences
 from checker.cli import main
+from invariants import Kind
 from model.lang import Component, ModelBuilder, ModelError, Variant, VariantValue
 from model.lang.variants import Choices
 from model.mmu import COMPONENTS, Sizes, build, profiles
@@ -184,10 +186,25 @@ def test_against_with_nothing_different_exits_0(capsys: pytest.CaptureFixture[st
     assert code == 0 and "every verdict is the same" in out
 
 
-def test_against_names_a_property_one_profile_does_not_have(capsys: pytest.CaptureFixture[str]) -> None:
+def test_against_the_rule_since_6_19_holds_under_both(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--spec", PINS_DROPPED, "--against", "v6.16",
                        "--invariant", "no_free_while_mapped_unless_bugged", "--invariant", "no_kvm_bug")
-    assert code == 0, out  # the live rule holds under both
+    assert code == 0, out
+
+
+def test_a_property_one_profile_lacks_does_not_apply_there() -> None:
+    def side(verdicts: dict[str, Verdict]) -> Side:
+        return Side(None, None, [], None, [], verdicts, dict.fromkeys(verdicts, Kind.ALWAYS))  # type: ignore[arg-type]
+
+    a = side({"both": Verdict("holds"), "only_a": Verdict("violated", 3)})
+    b = side({"both": Verdict("holds")})
+    assert differences(a, b) == [("only_a", Kind.ALWAYS, Verdict("violated", 3), Verdict(NOT_APPLICABLE))]
+
+
+def test_against_stopped_by_a_budget_is_no_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--spec", PINS_DROPPED, "--against", "v6.16", "--max-states", "100")
+    assert code == 3, out
+    assert "stopped: max-states budget reached" in out
 
 
 def test_a_replayed_file_keeps_its_profile_and_an_old_one_reads_as_v6_16(capsys: pytest.CaptureFixture[str],

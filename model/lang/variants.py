@@ -40,12 +40,6 @@ class Variant:
     def allowed(self) -> str:
         return " | ".join(repr(v) for v in self.value_names())
 
-    def value(self, name: str) -> VariantValue:
-        for v in self.values:
-            if v.name == name:
-                return v
-        raise KeyError(name)
-
 
 class Choices:
     """What a profile chose for each variant one component declares."""

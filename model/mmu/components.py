@@ -127,6 +127,17 @@ def _conversions(entries: list[Any], sizes: Sizes) -> list[Conversion]:
     return out
 
 
+class NotInProfile(ModelError):
+    """A component the profile's kernel does not have (e.g. `tdx_huge` outside the series)."""
+
+    def __init__(self, component: str, profile: Profile) -> None:
+        from .profiles import load, shipped
+
+        having = [n for n in shipped() if component in load(n).components]
+        super().__init__(f"component {shown(component)} is not in profile {shown(profile.name)} ({profile.kernel}); "
+                         f"profiles that have it: {', '.join(having) or 'none'}")
+
+
 _BUILT: OrderedDict[str, Model] = OrderedDict()  # the last models built, by their configuration
 BUILT_KEPT = 16
 
@@ -169,8 +180,7 @@ def _build(components: list[str], sizes: Sizes, options: Mapping[str, Mapping[st
     names = order(COMPONENTS, components)
     missing = [n for n in names if n not in profile.components]
     if missing:
-        raise ModelError(f"component {missing[0]!r} is not in profile {profile.name!r} ({profile.kernel}), "
-                         f"which has: {', '.join(profile.components)}")
+        raise NotInProfile(missing[0], profile)
     b = ModelBuilder(name, guards_off, profile.variants)
     instances = [_instance(n, sizes, options.get(n, {})) for n in names]
     compose(b, instances)

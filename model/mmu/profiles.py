@@ -105,24 +105,24 @@ def variants(components: Iterable[str] | None = None) -> dict[str, Variant]:
 
 
 def shipped() -> list[str]:
-    """The shipped profiles' names, bases before what derives from them, then by name."""
-    names = sorted(p.stem for p in SHIPPED.glob("*.toml"))
-    depth = {n: len(_chain(n)) for n in names}
-    return sorted(names, key=lambda n: (depth[n], _release_key(n)))
+    """The shipped profiles' names, bases before what derives from them, then by release."""
+    return sorted((p.stem for p in SHIPPED.glob("*.toml")), key=lambda n: (_depth(n), _release_key(n)))
+
+
+def _depth(name: str) -> int:
+    """How many bases a shipped profile has, read without loading any (listing the names
+    must not need valid profiles; loading checks the chain and its cycles)."""
+    chain = [name]
+    while True:
+        base = _default_read(SHIPPED / f"{chain[-1]}.toml", f"model/profiles/{chain[-1]}.toml").get("base")
+        if not isinstance(base, str) or base in chain or not (SHIPPED / f"{base}.toml").is_file():
+            return len(chain) - 1
+        chain.append(base)
 
 
 def _release_key(name: str) -> tuple[Any, ...]:
     parts = name.lstrip("v").replace("-", ".").split(".")
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts)
-
-
-def _chain(name: str) -> list[str]:
-    out: list[str] = []
-    while name and name not in out:
-        out.append(name)
-        raw = _default_read(SHIPPED / f"{name}.toml", name)
-        name = raw.get("base", "") if isinstance(raw.get("base", ""), str) else ""
-    return out
 
 
 def _default_read(path: Path, source: str) -> dict[str, Any]:
@@ -132,34 +132,34 @@ def _default_read(path: Path, source: str) -> dict[str, Any]:
         raise ProfileError(source, "file", f"cannot be read: {e}") from None
 
 
-def locate(name: str) -> tuple[Path, str]:
+def locate(name: str) -> Path:
     """The file a profile name stands for: a shipped profile's bare name, or a path."""
-    shipped_path = SHIPPED / f"{name}.toml"
     if "/" not in name and not name.endswith(".toml"):
-        return shipped_path, name
-    return Path(name), name
+        return SHIPPED / f"{name}.toml"
+    return Path(name)
 
 
-_LOADED: dict[tuple[str, int], Profile] = {}
+_LOADED: dict[tuple[str, int], Profile] = {}  # by file and reader
 
 
 def load(name: str = DEFAULT, read: ReadTable = _default_read) -> Profile:
     """The profile `name` (a shipped profile's name, or a path to a TOML file), with its
     bases resolved and every key checked."""
-    key = (name, id(read))
+    key = (str(locate(name).resolve()), id(read))  # a relative path means a file, wherever the cwd is
     if key not in _LOADED:
         _LOADED[key] = _load(name, read, ())
     return _LOADED[key]
 
 
 def _load(name: str, read: ReadTable, seen: tuple[str, ...]) -> Profile:
-    path, source = locate(name)
+    path = locate(name)
+    is_shipped = path.parent == SHIPPED
     if not path.is_file():
-        if path.parent == SHIPPED:
-            raise ProfileError(source, "profile", f"no profile {shown(name)}", ", ".join(shipped()))
-        raise ProfileError(source, "profile", "no such file", "a shipped profile's name, or a .toml file")
-    raw = read(path, str(path) if path.parent != SHIPPED else f"profile {name}")
-    src = str(path) if path.parent != SHIPPED else f"profiles/{path.name}"
+        if is_shipped:
+            raise ProfileError(name, "profile", f"no profile {shown(name)}", ", ".join(shipped()))
+        raise ProfileError(name, "profile", "no such file", "a shipped profile's name, or a .toml file")
+    src = f"model/profiles/{path.name}" if is_shipped else str(path)
+    raw = read(path, src)
     for k in raw:
         if k not in KEYS:
             raise ProfileError(src, shown_key(k), "unknown key", ", ".join(KEYS))
@@ -203,7 +203,7 @@ def _load(name: str, read: ReadTable, seen: tuple[str, ...]) -> Profile:
     in_tree = {n for names in files.values() for n in names}
     lacking = {**(base.not_in_tree if base else {}), **_reasons(raw, src)}
     lacking = {n: why for n, why in lacking.items() if n not in in_tree}
-    label = path.stem if path.parent == SHIPPED else str(path)
+    label = path.stem if is_shipped else str(path)
     return Profile(label, src, kernel, summary, base.name if base else None, tuple(sources), components,
                    changes, chosen, guards, files, lacking)
 

@@ -10,7 +10,10 @@ tdx_sept_remove_private_spte():
                                tdx_clear_page(), tdx_unpin()
 Each SEAMCALL that returns TDX_OPERAND_BUSY is retried once between
 tdx_no_vcpus_enter_start() (wait_for_sept_zap = true and a kick of every vCPU) and
-tdx_no_vcpus_enter_stop(); any other error is KVM_BUG_ON.
+tdx_no_vcpus_enter_stop(); any other error is KVM_BUG_ON. Since 6.19 (variant
+`tdx.busy_retry`) the three steps are folded into tdx_sept_remove_private_spte() and the
+same retry is tdh_do_no_vcpus(), with TDX_BUG_ON(): the steps are the same, only the
+lines name the kernel's functions.
 
 The ioctl thread (a conversion, a punch-hole, a memslot update) holds the write lock
 from the step that starts the tear-down to the step that finishes it; the SEAMCALL
