@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -137,22 +138,28 @@ def test_an_export_target_is_checked_before_the_search(capsys: pytest.CaptureFix
     assert "is not a directory" in err
 
 
+def failing_call(real: Callable[..., None], n: int, error: OSError) -> Callable[..., None]:
+    """`real`, except that its n-th call raises `error` (a full disk, a failing rename)."""
+    calls = 0
+
+    def call(*args: object) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == n:
+            raise error
+        real(*args)
+
+    return call
+
+
 def test_a_failed_export_writes_nothing_and_keeps_what_was_there(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
 ) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / f"{A1.stem}.txt").write_text("the old one")
-    real = files._write
-    calls = []
-
-    def disk_full(path: Path, data: bytes) -> None:
-        calls.append(path)
-        if len(calls) == 3:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(path, data)
-
-    monkeypatch.setattr(files, "_write", disk_full)
+    full = OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(files, "_write", failing_call(files._write, 3, full))
     code, _, err = run(capsys, "--spec", str(A1), "--export", str(out), "--format", "text,json,dot,html")
     assert code == 6 and "No space left on device" in err
     assert sorted(p.name for p in out.iterdir()) == [f"{A1.stem}.txt"]
@@ -163,15 +170,7 @@ def test_a_failed_rename_puts_back_the_files_it_replaced(monkeypatch: pytest.Mon
     (tmp_path / "a.txt").write_text("old a")
     (tmp_path / "b.txt").write_text("old b")
     real = os.replace
-    renames = []
-
-    def fail_second(src: object, dst: object) -> None:
-        renames.append(dst)
-        if len(renames) == 2:
-            raise OSError(errno.EIO, "Input/output error")
-        real(src, dst)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(os, "replace", fail_second)
+    monkeypatch.setattr(os, "replace", failing_call(real, 2, OSError(errno.EIO, "Input/output error")))
     with pytest.raises(files.SystemFailure):
         files.write_all(tmp_path, {"a.txt": "new a", "b.txt": "new b", "c.txt": "new c"})
     monkeypatch.setattr(os, "replace", real)
