@@ -18,6 +18,7 @@ from model.mmu import COMPONENTS, Sizes, build, profiles
 from .shipped import ROOT, SPECS
 
 PINS_DROPPED = "remove-or-demote-without-track__no-track-before-remove.v6.19"
+READ_LOCK_ZAP = "atomic-zap-of-mirror__no-atomic-zap-direct-only.v7.3"
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -29,7 +30,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def test_list_profiles_shows_each_mainline_profile_with_its_sources(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "list", "profiles")
     assert code == 0
-    for name in ("v6.16", "v6.19", "tdx-hugepage-rfc-v3", "pinned-spte-rfc"):
+    for name in ("v6.16", "v6.19", "v7.3", "tdx-hugepage-rfc-v3", "pinned-spte-rfc"):
         assert f"\n{name}" in f"\n{out}"
     assert f"{profiles.DEFAULT} (default)" in out
     assert "source: ce7b5695397b KVM: TDX: Drop superfluous page pinning" in out
@@ -41,6 +42,7 @@ def test_list_variants_ties_each_value_to_its_kernel(capsys: pytest.CaptureFixtu
     assert code == 0
     assert "tdx.pinning:" in out and "get_page-until-remove (v6.16)" in out and "none (v6.19)" in out
     assert "tdx.busy_retry:" in out and "tdh_do_no_vcpus (v6.19)" in out
+    assert "tdx.propagation:" in out and "set_external_spte-old-new (v7.2)" in out
 
 
 def test_every_shipped_spec_names_its_profile() -> None:
@@ -150,8 +152,9 @@ def test_every_action_names_a_function_its_profile_has(name: str) -> None:
     cited = {a.kernel for a in model.actions}
     unknown = sorted(k for k in cited if p.where(k).startswith("?:"))
     assert not unknown, f"{name}: actions name functions its kernel map lacks: {unknown}"
-    listed = {n for names in p.files.values() for n in names} | set(p.not_in_tree)
-    stale = sorted(n for n in listed if n not in {k if k.startswith("FNAME(") else k.split("(")[0] for k in cited})
+    listed = {n for names in p.files.values() for n in names} | set(p.not_in_tree) | set(p.renamed)
+    bare = {k if k.startswith("FNAME(") else k.split("(")[0] for k in cited}
+    stale = sorted(n for n in listed if n not in bare | {p.name_of(k) for k in bare})
     assert not stale, f"{name}: the kernel map lists functions no action cites: {stale}"
 
 
@@ -177,6 +180,51 @@ def test_against_the_pin_drop_on_a_teardown_that_hits_kvm_bug_on(capsys: pytest.
     assert doc["scenario"]["profile"] == "v6.19"
     assert "--profile v6.19" in doc["command"] and "--against" not in doc["command"]
     assert doc["steps"][-1]["where"] == "mm/truncate.c:truncate_inode_pages_range"
+
+
+def test_against_a_read_lock_zap_of_the_mirror_under_the_refactor(capsys: pytest.CaptureFixture[str]) -> None:
+    """v7.3 against v6.19: the zap now reaches the TDX module. It bugs the VM at once
+    (tdx_sept_free_private_spt()) and removes a page the guest accepted; up to 7.1 the
+    S-EPT is left alone and the VM is bugged only later, by a TDH.MEM.SEPT.ADD on the
+    orphaned table."""
+    code, out, _ = run(capsys, "--spec", READ_LOCK_ZAP, "--against", "v6.19")
+    assert code == 1
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[-2:]}
+    assert rows["no_kvm_bug"] == ["ALWAYS", "violated", "after", "10", "steps", "violated", "after", "12", "steps"]
+    assert rows["no_lost_accepted_data"] == ["ALWAYS", "violated", "after", "15", "steps", "holds"]
+
+
+def test_the_refactor_takes_a_present_old_spte_where_the_hooks_refused_it() -> None:
+    """tdx.propagation: with guard spurious-check off, set_external_spte_present() bugs the
+    VM on a present old SPTE; set_external_spte(old, new) removes the S-EPT leaf."""
+    sizes = Sizes(2, 1, 2)
+    hooks = build(["guest"], sizes, {}, frozenset({"spurious-check"}), profile=profiles.load("v6.19"))
+    central = build(["guest"], sizes, {}, frozenset({"spurious-check"}), profile=profiles.load("v7.3"))
+    assert "set_external_spte_present_was_present(vcpu=0, gfn=0)" in hooks.by_key
+    assert "tdx_sept_remove_leaf_spte(vcpu=0, gfn=0)" not in hooks.by_key
+    assert "set_external_spte_present_was_present(vcpu=0, gfn=0)" not in central.by_key
+    for key in ("tdp_mmu_set_spte_atomic", "tdx_sept_remove_leaf_spte", "tdx_sept_remove_leaf_spte_busy",
+                "write_new_leaf", "restore_old_leaf"):
+        assert f"{key}(vcpu=1, gfn=1)" in central.by_key, key
+    guarded = build(["guest"], sizes, {}, profile=profiles.load("v7.3"))
+    assert "tdp_mmu_set_spte_atomic(vcpu=0, gfn=0)" not in guarded.by_key  # the spurious check stops it
+
+
+def test_list_actions_under_the_refactor_names_the_v7_3_functions(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "list", "actions", "--spec", "tdx-default", "--profile", "v7.3")
+    assert code == 0
+    assert "tdp_mmu_link_sp(vcpu=0, gfn=0)  [arch/x86/kvm/mmu/tdp_mmu.c:tdp_mmu_set_spte_atomic]" in out
+    assert "[arch/x86/kvm/vmx/tdx.c:tdx_sept_remove_leaf_spte]" in out
+    assert "?:" not in out and "(not in " not in out
+
+
+def test_a_renamed_function_must_be_in_the_tree(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = tmp_path / "p.toml"
+    bad.write_text('kernel = "k"\nsummary = "s"\nsources = ["x"]\nbase = "v6.19"\n'
+                   '[renamed]\n"set_external_spte_present" = "no_such_function"\n')
+    code, _, err = run(capsys, "list", "actions", "--spec", "tdx-default", "--profile", str(bad))
+    assert code == 2
+    assert f"{bad}: renamed.set_external_spte_present: 'no_such_function' is not a function of this tree" in err
 
 
 def test_against_with_nothing_different_exits_0(capsys: pytest.CaptureFixture[str]) -> None:

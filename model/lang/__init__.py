@@ -4,7 +4,7 @@ terms, named guards (knobs) and the builder that checks a model when it is built
 Nothing here knows about KVM.
 """
 
-from .actions import Action, Step, choose, kernel, models
+from .actions import Action, Step, choose, kernel, models, then
 from .bits import case_split, decide, word
 from .builder import Fact, GuardInfo, Model, ModelBuilder, UnknownName
 from .component import Component, compose, order
@@ -58,6 +58,7 @@ __all__ = [
     "show",
     "shown",
     "shown_key",
+    "then",
     "until",
     "word",
 ]

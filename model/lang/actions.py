@@ -73,3 +73,19 @@ def choose(cond: z3.BoolRef, then: Mapping[Field, object], otherwise: Mapping[Fi
     for f in [*then, *(g for g in otherwise if g not in then)]:
         out[f] = z3.If(cond, then.get(f, f.var), otherwise.get(f, f.var))  # type: ignore[arg-type]
     return out
+
+
+def then(first: Mapping[Field, object], second: Mapping[Field, object]) -> dict[Field, object]:
+    """One effect that is `first` followed by `second` (whose terms read the state `first`
+    leaves): for a step that runs two kernel calls back to back."""
+    pairs = [(f.var, _term(f, v)) for f, v in first.items()]
+    out: dict[Field, object] = dict(first)
+    for f, v in second.items():
+        out[f] = z3.substitute(_term(f, v), *pairs) if pairs else _term(f, v)
+    return out
+
+
+def _term(f: Field, value: object) -> z3.ExprRef:
+    if isinstance(value, z3.ExprRef):
+        return value
+    return z3.BoolVal(bool(value)) if z3.is_bool(f.var) else z3.IntVal(int(value))  # type: ignore[call-overload]

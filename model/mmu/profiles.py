@@ -23,13 +23,18 @@ components = ["tdx_huge"]         # components this kernel has beyond its base's
 
 [not_in_tree]                     # a function the model cites that this tree lacks, and why
 "kvm_tdp_mmu_zap_possible_nx_huge_page" = "from 6.17: ..."
+
+[renamed]                         # a function the model cites -> its name in this tree
+"set_external_spte_present" = "tdp_mmu_set_spte_atomic"
 ```
 
 A file key in parentheses names what is not kernel code (the guest, the CPU).
 
 A derived profile inherits its base's components, variants, guards and functions; a
 profile without a base chooses every variant of its components. A file listed in
-its `[functions]` replaces the base's list for that file (`[]` removes the file). Every
+its `[functions]` replaces the base's list for that file (`[]` removes the file). A
+function the tree renamed or folded into another is mapped by `[renamed]` to the name a
+reviewer greps for there, which must be in `[functions]`. Every
 key is checked: a mistake is a `ProfileError` naming the file, the key and what is
 allowed. Guard names are checked when a model is built, since which guards exist
 depends on the variants.
@@ -48,8 +53,9 @@ from model.lang import ModelError, Variant, shown, shown_key
 from .components import COMPONENTS
 
 SHIPPED = Path(__file__).resolve().parent.parent / "profiles"
-DEFAULT = "v6.19"  # the newest mainline profile
-KEYS = ("kernel", "summary", "base", "sources", "components", "variants", "guards", "functions", "not_in_tree")
+DEFAULT = "v7.3"  # the newest mainline profile
+KEYS = ("kernel", "summary", "base", "sources", "components", "variants", "guards", "functions", "not_in_tree",
+        "renamed")
 
 ReadTable = Callable[[Path, str], dict[str, Any]]  # (path, source name) -> parsed TOML
 
@@ -77,10 +83,16 @@ class Profile:
     guards: Mapping[str, bool]  # guard defaults, with the base's
     files: Mapping[str, tuple[str, ...]]  # the kernel map: file -> functions
     not_in_tree: Mapping[str, str]  # functions the model cites that this tree lacks -> why
+    renamed: Mapping[str, str]  # a function the model cites -> its name in this tree
+
+    def name_of(self, function: str) -> str:
+        """What this tree calls the function the model cites as `function`."""
+        return self.renamed.get(function, function)
 
     def file_of(self, function: str) -> str | None:
         """The file that defines `function` in this kernel (`FNAME(x)` and `f(args)` are
         looked up by the name before the parenthesis), or None."""
+        function = self.name_of(function)
         name = function if function.startswith("FNAME(") else function.split("(")[0]
         for path, names in self.files.items():
             if name in names:
@@ -91,6 +103,7 @@ class Profile:
         """`file:function`, as a reviewer greps for it; a function this tree lacks is
         marked `(not in <profile>)`, one the map does not know `?:function`."""
         path = self.file_of(function)
+        function = self.name_of(function)
         if path is not None:
             return function if path.startswith("(") else f"{path}:{function}"
         if function.split("(")[0] in self.not_in_tree:
@@ -203,9 +216,11 @@ def _load(name: str, read: ReadTable, seen: tuple[str, ...]) -> Profile:
     in_tree = {n for names in files.values() for n in names}
     lacking = {**(base.not_in_tree if base else {}), **_reasons(raw, src)}
     lacking = {n: why for n, why in lacking.items() if n not in in_tree}
+    renamed = {**(base.renamed if base else {}), **_renamed(raw, src, in_tree)}
+    renamed = {old: new for old, new in renamed.items() if old not in in_tree}
     label = path.stem if is_shipped else str(path)
     return Profile(label, src, kernel, summary, base.name if base else None, tuple(sources), components,
-                   changes, chosen, guards, files, lacking)
+                   changes, chosen, guards, files, lacking, renamed)
 
 
 def _str(raw: Mapping[str, Any], key: str, src: str, required: bool) -> str:
@@ -261,4 +276,14 @@ def _reasons(raw: Mapping[str, Any], src: str) -> dict[str, str]:
             raise ProfileError(src, f"not_in_tree.{shown_key(name)}", f"{shown(why)} is not a reason",
                                "a string: where the function lives instead, and why the model cites it")
         out[name] = " ".join(why.split())
+    return out
+
+
+def _renamed(raw: Mapping[str, Any], src: str, in_tree: set[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for old, new in _table(raw, "renamed", src).items():
+        if not isinstance(new, str) or new not in in_tree:
+            raise ProfileError(src, f"renamed.{shown_key(old)}", f"{shown(new)} is not a function of this tree",
+                               "a name listed under [functions] (here or in the base)")
+        out[old] = new
     return out

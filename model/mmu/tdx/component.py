@@ -8,9 +8,10 @@ from typing import Any
 from model.lang import Component, ModelBuilder, Option, OptionError, resolve, shown
 
 from ..sizes import Sizes
-from . import mirror_fault
+from . import mirror_fault, propagation
 from .gmem import PINNING, GuestMemfd, PunchHole
 from .mirror_fault import MirrorFault
+from .propagation import CENTRAL, PROPAGATION, CentralPropagation
 from .sept import ExternalSept
 from .teardown import BUSY_RETRY, SeptTeardown
 from .zappers import AtomicZaps, FastZap
@@ -26,7 +27,7 @@ class TdxComponent(Component):
         "guest_memfd pages and pins with punch-hole, NX recovery and fast zaps"
     )
     requires = ("attributes",)
-    variants = (PINNING, BUSY_RETRY)
+    variants = (PINNING, BUSY_RETRY, PROPAGATION)
     options = (
         Option("max_punch_holes", int, 1, "fallocate(PUNCH_HOLE) calls allowed", minimum=0, maximum=2),
         Option("punch_holes", list, [],
@@ -47,6 +48,8 @@ class TdxComponent(Component):
         attrs = enabled["attributes"]
         refine = attrs.fault_refinement  # type: ignore[attr-defined]
         refine.locked_steps = mirror_fault.STEPS
+        if self.variant.is_("propagation", CENTRAL):
+            refine.locked_steps += propagation.STEPS
         refine.private_walk_elsewhere = True
         refine.private_4k_only = True  # tdx_gmem_private_max_mapping_level()
         attrs.extra_invalidations = self.config["max_punch_holes"]  # type: ignore[attr-defined]
@@ -61,19 +64,23 @@ class TdxComponent(Component):
                                pins=self.variant.is_("pinning", "get_page-until-remove"))
         self.fault.refine.gmem_get_pfn = self.gmem.get_pfn
         self.mirror_fault = MirrorFault(b, self.fault, kvm.mirror, self.sept, self.gmem)
+        self.central = CentralPropagation(self.mirror_fault, self.sept, self.gmem) \
+            if self.variant.is_("propagation", CENTRAL) else None
         self.teardown = SeptTeardown(b, kvm.mirror, self.sept, self.gmem, self.mirror_fault.dirty,
                                      self.variant["busy_retry"])
         self.teardown.bind(self.ioctl)
         self.ioctl.mirror_teardown = self.teardown.start
         self.ioctl.other_invalidations = self.gmem.punched.var
         self.gmem.bind(self.ioctl, kvm.inval, kvm.lock, self.teardown)
-        self.atomic = AtomicZaps(b, kvm.direct, kvm.mirror, self.mirror_fault.dirty) \
-            if self.config["nx_recovery"] else None
+        self.atomic = AtomicZaps(b, kvm.direct, kvm.mirror, self.mirror_fault.dirty, self.variant["propagation"],
+                                 self.central) if self.config["nx_recovery"] else None
         self.fast_zap = FastZap(b, kvm.direct, self.config["max_memslot_updates"])
         self.fast_zap.bind(self.ioctl, kvm.lock, self.teardown)
 
     def define(self, b: ModelBuilder) -> None:
         self.mirror_fault.define(b)
+        if self.central is not None:
+            self.central.define(b)
         self.teardown.define(b)
         self.gmem.define(b)
         if self.atomic is not None:

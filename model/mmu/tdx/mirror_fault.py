@@ -47,6 +47,10 @@ class MirrorFault:
         self.fault, self.mirror, self.sept, self.gmem = fault, mirror, sept, gmem
         self.sizes = fault.sizes
         self.owns_top_steps: tuple[str, ...] = OWNS_TOP  # huge pages add their own
+        self.owns_leaf_steps: tuple[str, ...] = OWNS_LEAF  # so does set_external_spte(old, new)
+        # set_external_spte_present() refuses a present old SPTE; set_external_spte(old,
+        # new) takes it (tdx.propagation, model/mmu/tdx/propagation.py)
+        self.was_present_bug = True
         self.write: Family = b.family(
             "fault.write", self.sizes.vcpu_labels(), BOOL, False,
             "the access that faulted was a write (PFERR_WRITE_MASK)",
@@ -79,7 +83,7 @@ class MirrorFault:
 
     def owns_leaf(self, v: int, gfn: int) -> z3.BoolRef:
         """vCPU v is inside set_external_spte_present() for gfn's 4K SPTE."""
-        return self._owns(v, OWNS_LEAF, [gfn])
+        return self._owns(v, self.owns_leaf_steps, [gfn])
 
     def _owns(self, v: int, steps: tuple[str, ...], gfns: Iterable[int]) -> z3.BoolRef:
         f = self.fault
@@ -119,7 +123,7 @@ class MirrorFault:
                 b.action(self.write_leaf, actor, vcpu=v, gfn=g)
                 b.action(self.restore_leaf, actor, vcpu=v, gfn=g)
                 b.action(self.map_spurious, actor, vcpu=v, gfn=g)
-                if not self.spurious_check:
+                if not self.spurious_check and self.was_present_bug:
                     b.action(self.set_external_spte_present_was_present, actor, vcpu=v, gfn=g)
 
     # -- linking the 4K table -------------------------------------------------------

@@ -19,22 +19,36 @@ from ..locks import MmuLock
 from ..set_memory_attributes import ACTOR, IOCTL_STEP, SetMemoryAttributes
 from ..tdp import Root
 from ..values import SPTE_2M, SPTE_4K
+from .propagation import CENTRAL, CentralPropagation
 from .teardown import SeptTeardown
 
 NX_RECOVERY = "NX recovery"  # the kvm-nx-lpage-recovery kthread
 
 
+# what keeps zaps under the read lock off the mirror root, by tdx.propagation
+DIRECT_ONLY = {
+    "link-and-remove-hooks": (
+        "zaps under mmu_lock held for read never write a mirror SPTE: "
+        "__tdp_mmu_set_spte_atomic() refuses a non-present value for a mirror SPTE and "
+        "handle_removed_pt() refuses shared=true for a mirror page table",
+        "KVM_BUG_ON()s in __tdp_mmu_set_spte_atomic() and handle_removed_pt(), tdp_mmu.c",
+    ),
+    CENTRAL: (
+        "zaps under mmu_lock held for read never reach a mirror root: no caller does one "
+        "(the MMU's KVM_BUG_ON()s are gone; the zap would be propagated and bug the VM in TDX code)",
+        "tdx_sept_set_private_spte() in arch/x86/kvm/vmx/tdx.c: \"(3) must be under write mmu_lock\"; "
+        "41367d77ee4e, 6b1280a738f9",
+    ),
+}
+
+
 class AtomicZaps:
-    def __init__(self, b: ModelBuilder, direct: Root, mirror: Root, dirty: Family) -> None:
+    def __init__(self, b: ModelBuilder, direct: Root, mirror: Root, dirty: Family,
+                 propagation: str, central: CentralPropagation | None) -> None:
         self.direct, self.mirror, self.dirty = direct, mirror, dirty
+        self.central = central
         self.sizes = direct.sizes
-        self.direct_only = b.guard(
-            "atomic-zap-direct-only",
-            "zaps under mmu_lock held for read never write a mirror SPTE: "
-            "__tdp_mmu_set_spte_atomic() refuses a non-present value for a mirror SPTE and "
-            "handle_removed_pt() refuses shared=true for a mirror page table",
-            "KVM_BUG_ON()s in __tdp_mmu_set_spte_atomic() and handle_removed_pt(), tdp_mmu.c",
-        )
+        self.direct_only = b.guard("atomic-zap-direct-only", *DIRECT_ONLY[propagation])
 
     def bind(self, lock: MmuLock) -> None:
         self.lock = lock
@@ -50,9 +64,12 @@ class AtomicZaps:
         """The NX recovery worker's kvm_tdp_mmu_zap_possible_nx_huge_page(), under the read
         lock, zaps the 4K table of a region:
         tdp_mmu_set_spte_atomic(SHADOW_NONPRESENT_VALUE) of the 2M-level non-leaf, then
-        handle_removed_pt(shared=true) writes every child non-present. Nothing is told
-        to the TDX module. Left out: which tables the NX mitigation marks (any table may
-        be picked), a child frozen by a fault (the worker waits; here it skips)."""
+        handle_removed_pt(shared=true) writes every child non-present. With the hooks of
+        tdx.propagation = link-and-remove-hooks nothing is told to the TDX module; with
+        set_external_spte(old, new) the zap is propagated (CentralPropagation.zap_table).
+        Left out: which tables the NX mitigation marks (any table may be picked), a child
+        frozen by a fault (the worker waits; here it skips), the propagated SEAMCALLs as
+        steps of their own."""
         r = self.direct if root == "direct" else self.mirror
         top = r.spte_2m[region]
         gfns = self.sizes.region_gfns(region)
@@ -63,10 +80,15 @@ class AtomicZaps:
         )
         effect: dict[Field, object] = {top: SPTE_2M.NONPRESENT}
         effect |= {r.spte_4k[g]: SPTE_4K.NONPRESENT for g in gfns}
+        told = ""
         if r is self.mirror:
             effect |= {self.dirty[g]: False for g in gfns}
+            if self.central is not None:
+                sept, told = self.central.zap_table(region)
+                effect |= sept
+                guard = z3.And(guard, z3.Not(self.central.sept.td.any_in_previous_epoch()))
         label = self.sizes.region_labels()[region]
-        return Step(f"kvm_tdp_mmu_zap_possible_nx_huge_page({root}, 2M@{label}) under read_lock",
+        return Step(f"kvm_tdp_mmu_zap_possible_nx_huge_page({root}, 2M@{label}) under read_lock{told}",
                     guard, effect)
 
 
