@@ -60,7 +60,8 @@ def run_side(spec: Spec, guards: Mapping[str, bool], invariants: Sequence[str] |
     compiled = compile_model(model)
     result = ExplicitSearch(compiled, bounds, budget, check_deadlock, all_violations=True).run()
     progress = [b for b in bounds if b.kind is Kind.PROGRESS]
-    lassos = find_lassos(compiled, result, progress) if progress and result.complete else []
+    checked = result.complete and spec.check_progress
+    lassos = find_lassos(compiled, result, progress) if progress and checked else []
     verdicts: dict[str, Verdict] = {}
     hits = {h.bound.name: h.depth for h in result.violations}
     broken = {lasso.bound.name: len(lasso.prefix) + len(lasso.cycle) for lasso in lassos}
@@ -74,8 +75,9 @@ def run_side(spec: Spec, guards: Mapping[str, bool], invariants: Sequence[str] |
             verdicts[b.name] = Verdict("reached", hit.depth) if hit is not None else \
                 Verdict("not reached" + bounded)
         else:
+            unchecked = "the search is not complete" if not result.complete else "check_progress = false"
             verdicts[b.name] = Verdict("broken", broken[b.name]) if b.name in broken else \
-                Verdict("holds" if result.complete else "not checked (the search is not complete)")
+                Verdict("holds" if checked else f"not checked ({unchecked})")
     return Side(spec, compiled, bounds, result, lassos, verdicts, {b.name: b.kind for b in bounds})
 
 

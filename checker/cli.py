@@ -307,7 +307,7 @@ def check_command(argv: list[str], started: float | None = None) -> int:
                                     meter.tick, all_violations=args.all_violations)
             result = search.run()
         progress_bounds = [b for b in bounds if b.kind is Kind.PROGRESS]
-        checked = bool(progress_bounds) and result.complete
+        checked = bool(progress_bounds) and result.complete and spec.check_progress
         t3 = budget.elapsed()
         if checked:
             deadline.phase("checking progress (no-progress cycles)")
@@ -315,7 +315,7 @@ def check_command(argv: list[str], started: float | None = None) -> int:
         t4 = budget.elapsed()
         context = Context(spec.source if args.spec is None else args.spec, _reproduce(args), spec.name, spec.text,
                           guards)
-        applies = (spec.expect is not None and not args.ignore_expected and not args.guard and not args.invariant
+        applies = (spec.expectation_applies and not args.ignore_expected and not args.guard and not args.invariant
                    and not args.all_violations)
         run = Run(spec, model, bounds, result, compiled, context, applies, lassos, checked)
         _report(run, args, formats, out_dir, search, deadline, budget)
@@ -422,8 +422,8 @@ def _report(run: Run, args: argparse.Namespace, formats: list[str], out_dir: Pat
         print("nothing to export: no counterexample")
     progress_bounds = [b for b in run.bounds if b.kind is Kind.PROGRESS]
     if progress_bounds and not run.progress_checked:
-        print(f"progress: not checked ({', '.join(b.name for b in progress_bounds)}): "
-              "it needs a complete search")
+        why = "the spec says check_progress = false" if not run.spec.check_progress else "it needs a complete search"
+        print(f"progress: not checked ({', '.join(b.name for b in progress_bounds)}): {why}")
     if result.deadlock is not None:
         d, i = result.deadlock
         print(f"deadlock: a state with no enabled action after {d} steps")
@@ -543,6 +543,9 @@ def _verdict(run: Run) -> int:
         print(f"stopped: {r.stop} budget reached before the depth bound")
         return BUDGET
     if not run.expectations_apply:
+        if run.spec.expect is not None and not run.spec.expectation_applies:
+            print(f"expected: nothing under {run.spec.profile_name}: the spec's [expect] is for "
+                  f"{', '.join(run.spec.expected_under)}")
         return VIOLATION if (r.violations or r.deadlock or run.lassos) else OK
     assert run.spec.expect is not None
     unmet = unmet_expectations(run.spec, r, run.lassos, run.progress_checked)

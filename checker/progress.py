@@ -4,8 +4,10 @@ A PROGRESS property names, per actor, a "waiting" predicate (vCPU0 has an MMIO a
 outstanding). It is broken by a lasso: a reachable cycle in which that actor waits in
 every state, and which is *weakly fair*: every actor that is enabled in every state of
 the cycle also takes a step in it (otherwise the cycle only shows a thread that was never
-scheduled). A state where the actor waits and nothing at all can happen counts as a
-cycle of length zero (stuttering), as in TLC.
+scheduled). Fairness is per process (`Action.process`): an actor's own steps, and for a
+vCPU also the TDX module's answers to its SEAMCALLs, since it is blocked in them. A state
+where the actor waits and nothing at all can happen counts as a cycle of length zero
+(stuttering), as in TLC.
 
 This runs after a complete breadth-first search, on the graph of every explored state:
 edges are recomputed from the levels the engine kept, and the strongly connected
@@ -98,8 +100,8 @@ def find_lassos(compiled: Compiled, result: SearchResult, bounds: Iterable[Bound
         raise ValueError("progress needs the whole state graph: the search must be complete")
     model = compiled.model
     graph = state_graph(compiled, result)
-    actors = sorted({a.actor for a in model.actions})
-    actor_id = np.array([actors.index(a.actor) for a in model.actions], np.int64)
+    actors = sorted({a.process for a in model.actions})  # weak fairness is per process
+    actor_id = np.array([actors.index(a.process) for a in model.actions], np.int64)
     out: list[Lasso] = []
     for bound in progress:
         found = []

@@ -158,9 +158,9 @@ def _start(trace: Trace, where: Mapping[str, str] | None = None) -> list[str]:
 def kernel_lines(trace: Trace) -> list[str]:
     """Where each kernel function the steps name lives, in the order the steps first name
     it: the kernel map of the model's profile, so a reviewer can open the code."""
-    seen = list(dict.fromkeys(a.kernel for a in trace.actions))
+    seen = dict.fromkeys(kernel_location(trace.model, a.kernel) for a in trace.actions)  # renamed ones meet
     name = trace.model.profile.name if trace.model.profile is not None else "the model"
-    return [f"Kernel functions ({name}):", *(f"  {kernel_location(trace.model, k)}" for k in seen)]
+    return [f"Kernel functions ({name}):", *(f"  {where}" for where in seen)]
 
 
 def violation_lines(bound: Bound, f: Failing) -> list[str]:

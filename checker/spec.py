@@ -7,6 +7,7 @@ components = ["attributes"]
 depth = 40                      # optional: steps from the initial state
 invariants = ["..."]            # optional: default is every applicable invariant
 check_deadlock = false          # optional
+check_progress = true           # optional: false skips the no-progress search (large worlds)
 
 [sizes]                         # vcpus, huge_pages, pages_per_huge
 [attributes]                    # options of the component of that name
@@ -48,9 +49,9 @@ from model.mmu.profiles import Profile, ProfileError
 from .errors import InputError, UsageError
 from .files import parse_toml, read_text
 
-TOP_KEYS = ("description", "profile", "components", "depth", "invariants", "check_deadlock", "sizes", "guards",
-            "expect")
-EXPECT_KEYS = ("result", "invariant", "within", "complete", "distinct", "depth", "witnesses")
+TOP_KEYS = ("description", "profile", "components", "depth", "invariants", "check_deadlock", "check_progress",
+            "sizes", "guards", "expect")
+EXPECT_KEYS = ("result", "invariant", "within", "complete", "distinct", "depth", "witnesses", "profiles")
 
 
 SHIPPED = Path(__file__).resolve().parent.parent / "specs"  # the checkout's specs/
@@ -69,6 +70,7 @@ class Expect:
     distinct: int | None = None
     depth: int | None = None
     witnesses: tuple[str, ...] = ()
+    profiles: tuple[str, ...] = ()  # other profiles under which all of the above holds too
 
 
 @dataclass
@@ -97,6 +99,24 @@ class Spec:
     def profile(self) -> Profile:
         """The kernel this spec checks (its `profile`, or the one --profile chose)."""
         return load_profile(self.profile_name, self.source, "profile")
+
+    @property
+    def check_progress(self) -> bool:
+        """Whether a complete search is followed by the no-progress search (it holds the
+        whole state graph in memory, so a large world may skip it)."""
+        return bool(self.raw.get("check_progress", True))
+
+    @property
+    def expected_under(self) -> tuple[str, ...]:
+        """The profiles the [expect] table is for: the spec's own and `expect.profiles`."""
+        own = self.raw.get("profile", profiles.DEFAULT)
+        return (own, *(self.expect.profiles if self.expect else ()))
+
+    @property
+    def expectation_applies(self) -> bool:
+        """The run's profile is one the [expect] table speaks for (under another one a
+        run explores: its verdict is the answer, not a comparison)."""
+        return self.expect is not None and self.profile_name in self.expected_under
 
     def with_profile(self, name: str, key: str = "--profile") -> Spec:
         """This scenario under another profile (checked here, so the error names `key`)."""
@@ -251,6 +271,9 @@ def from_text(text: str, source: str, name: str) -> Spec:
     check_deadlock = raw.get("check_deadlock", False)
     if not isinstance(check_deadlock, bool):
         raise SpecError(source, "check_deadlock", f"{shown(check_deadlock)} is not a boolean", "true | false")
+    check_progress = raw.get("check_progress", True)
+    if not isinstance(check_progress, bool):
+        raise SpecError(source, "check_progress", f"{shown(check_progress)} is not a boolean", "true | false")
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise SpecError(source, "description", "is not a string", "a string")
@@ -301,9 +324,17 @@ def _expect(raw: dict[str, Any], source: str) -> Expect | None:
     if complete is not None and not isinstance(complete, bool):
         raise SpecError(source, "expect.complete", f"{shown(complete)} is not a boolean", "true | false")
     witnesses = tuple(_str_list(table, "witnesses", source, [], prefix="expect."))
+    others = tuple(_str_list(table, "profiles", source, [], prefix="expect."))
+    own = raw.get("profile", profiles.DEFAULT)
+    for name in others:
+        if name == own or others.count(name) > 1:
+            raise SpecError(source, "expect.profiles", f"{shown(name)} is named twice (or is the spec's own profile)",
+                            "other profiles, each once")
+        load_profile(name, source, "expect.profiles")
     return Expect(
         result, invariant, _int(table, "within", source, 0, "expect."), complete,
         _int(table, "distinct", source, 1, "expect."), _int(table, "depth", source, 0, "expect."), witnesses,
+        others,
     )
 
 

@@ -10,10 +10,11 @@ from model.lang import Model
 from model.mmu.guest import GuestComponent, Td
 from model.mmu.set_memory_attributes import IOCTL_STEP
 from model.mmu.tdx.component import TdxComponent
+from model.mmu.tdx.hugepage import WAITS_FOR_WRITE_LOCK
 from model.mmu.tdx.teardown import SEPT_OP, ZAP_STEP
 from model.mmu.values import PAGE, SEPT_2M, SEPT_4K, SPTE_2M, SPTE_4K
 
-from .core import Invariant, Kind
+from .core import Invariant, Kind, progress
 
 
 def _tdx(m: Model) -> TdxComponent:
@@ -185,6 +186,34 @@ def _accepted_page_removed_by_conversion(m: Model) -> z3.BoolRef:
     ])
 
 
+def _removal_under_write_lock(m: Model) -> z3.BoolRef:
+    """The tear-down machine runs only under the write lock, and no vCPU has run
+    tdx_sept_remove_leaf_spte() under the read lock (set_external_spte(old, new) only)."""
+    t = _tdx(m)
+    f = t.fault
+    clauses = [z3.Implies(t.teardown.step.var != t.teardown.steps.IDLE, t.kvm.lock.write_held())]
+    after = [s for s in ("REMOVED_PRESENT", "RESTORE_PRESENT") if s in f.steps.members]
+    clauses += [f.step[v].var != f.steps.code(s) for v in range(t.sizes.vcpus) for s in after]
+    return z3.And(*clauses)
+
+
+def _private_fault_waiting(m: Model) -> list[tuple[str, z3.BoolRef]]:
+    """A vCPU is in a private fault, and not queued for the write lock: the model's rwlock
+    lets new readers in ahead of a waiting writer, which the kernel's queued rwlock
+    (qrwlock) does not, so a writer starved by readers is the model's, not the kernel's."""
+    t = _tdx(m)
+    f = t.fault
+    queued = [s for s in WAITS_FOR_WRITE_LOCK if s in f.steps.members]
+    return [(f"vCPU{v}", z3.And(z3.Not(f.idle(v)), f.is_private[v].var,
+                                *[f.step[v].var != f.steps.code(s) for s in queued]))
+            for v in range(t.sizes.vcpus)]
+
+
+def _teardown_waiting(m: Model) -> list[tuple[str, z3.BoolRef]]:
+    t = _tdx(m)
+    return [("ioctl", z3.And(t.ioctl.zapping(), t.teardown.step.var != t.teardown.steps.IDLE))]
+
+
 INVARIANTS = (
     Invariant(
         "external_mirrors_mirror", Kind.ALWAYS,
@@ -233,6 +262,30 @@ INVARIANTS = (
         "until userspace converts it to shared or punches it out",
         "tdx_sept_remove_private_spte() callers: kvm_tdp_mmu_unmap_gfn_range(), tdp_mmu_zap_leafs()",
         ("guest",), _no_lost_accepted_data,
+    ),
+    Invariant(
+        "sept_removal_under_write_lock", Kind.ALWAYS,
+        "an S-EPT entry is blocked, tracked and removed (or demoted, promoted) only with mmu_lock "
+        "held for write: the tear-down runs under the write lock, and no fault removes a leaf "
+        "under the read lock",
+        "lockdep_assert_held_write() in tdx_sept_remove_leaf_spte() and tdh_do_no_vcpus(); "
+        "tdx_sept_set_private_spte(): \"(3) must be under write mmu_lock\" (arch/x86/kvm/vmx/tdx.c)",
+        ("tdx",), _removal_under_write_lock,
+    ),
+    progress(
+        "private_fault_completes",
+        "a private fault a vCPU starts eventually returns (RET_PF_FIXED, _SPURIOUS or _RETRY): no "
+        "vCPU stays in the fault path forever (queued for the write lock aside: the model's rwlock "
+        "is not the kernel's fair qrwlock)",
+        "kvm_tdp_mmu_map(), tdx_handle_ept_violation() (arch/x86/kvm/mmu/tdp_mmu.c, arch/x86/kvm/vmx/tdx.c)",
+        ("tdx",), _private_fault_waiting,
+    ),
+    progress(
+        "teardown_completes",
+        "a tear-down of mirror leaves the ioctl thread starts eventually ends: its BUSY retries "
+        "(kick, wait_for_sept_zap, one retry) terminate",
+        "tdh_do_no_vcpus() / tdx_no_vcpus_enter_start() in arch/x86/kvm/vmx/tdx.c",
+        ("tdx",), _teardown_waiting,
     ),
     Invariant(
         "frozen_entry_contended", Kind.SOMETIMES,

@@ -160,3 +160,37 @@ def excerpt_errors(excerpt: Excerpt, output: str) -> list[str]:
             pos += 1
         gap = False
     return []
+
+
+def case_profile_table() -> str:
+    """The table case x profile of specs/README.md, from the specs themselves: for each
+    catalogue case (and open question) with specs, under each shipped profile, the
+    shortest counterexample its specs pin there, or why none applies."""
+    from checker.spec import read
+    from model.mmu import profiles
+
+    names = sorted(profiles.shipped(), key=lambda n: not n.startswith("v"))  # mainline first, by release
+    loaded = {n: profiles.load(n) for n in names}
+    lines = ["| case | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for ident, entry in catalogue().items():
+        if entry.section not in ("Cases", "Open questions") or not entry.links("Spec"):
+            continue
+        specs = [read(ROOT / link) for link in entry.links("Spec")]
+        cells = []
+        for name in names:
+            here = [s for s in specs if name in s.expected_under]
+            if here:
+                cells.append("; ".join(_result(s) for s in here))
+                continue
+            lacking = sorted({c for s in specs for c in s.components if c not in loaded[name].components})
+            assert lacking, f"{ident}: no spec of it speaks for {name}, which has its components"
+            cells.append(f"does not apply: no `{'`, `'.join(lacking)}` here")
+        lines.append(f"| {ident} {entry.name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _result(spec) -> str:  # type: ignore[no-untyped-def]
+    e = spec.expect
+    if e.result == "pass":
+        return "passes"
+    return f"`{e.invariant}` after {e.within}" if e.result == "violation" else f"`{e.invariant}` cycle ({e.within})"

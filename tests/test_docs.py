@@ -17,7 +17,17 @@ from checker.cli import main
 from checker.spec import read
 from invariants import CATALOGUE as INVARIANTS
 
-from .docs import CATALOGUE, ID, README, SPECS_README, catalogue, excerpt_errors, output_excerpts, spec_sections
+from .docs import (
+    CATALOGUE,
+    ID,
+    README,
+    SPECS_README,
+    case_profile_table,
+    catalogue,
+    excerpt_errors,
+    output_excerpts,
+    spec_sections,
+)
 from .shipped import ROOT, SPECS
 
 CITING = [README, SPECS_README, ROOT / "ARCHITECTURE.md", CATALOGUE, *SPECS,
@@ -83,6 +93,12 @@ def test_specs_readme_has_a_section_per_spec_under_its_catalogue_id() -> None:
         if spec.expect.result != "pass":
             assert section.rows, f"specs/README.md: {name} has no step table"
             assert f"`{spec.expect.invariant}`" in section.text
+
+
+def test_specs_readme_has_the_table_case_by_profile() -> None:
+    """Each catalogue case under each shipped profile, as the specs pin it."""
+    table = case_profile_table()
+    assert table in SPECS_README.read_text(), f"specs/README.md's table case x profile should be:\n{table}"
 
 
 def test_specs_readme_figures_are_the_specs_own() -> None:

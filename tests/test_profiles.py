@@ -19,6 +19,7 @@ from .shipped import ROOT, SPECS
 
 PINS_DROPPED = "remove-or-demote-without-track__no-track-before-remove.v6.19"
 READ_LOCK_ZAP = "atomic-zap-of-mirror__no-atomic-zap-direct-only.v7.3"
+PRESENT_OLD = "double-set-external-spte-AD-bits__no-spurious-check.v7.3"
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -138,7 +139,9 @@ def test_a_variant_is_read_through_one_typed_api() -> None:
 
 def _all_components_model(name: str):  # type: ignore[no-untyped-def]
     p = profiles.load(name)
-    options = {"mmio": {"vms": ["vmx", "tdx"]}} if "mmio" in p.components else {}
+    options: dict[str, dict[str, object]] = {"mmio": {"vms": ["vmx", "tdx"]}} if "mmio" in p.components else {}
+    if "guest" in p.components:
+        options["guest"] = {"pre_faults": 1}
     roots = [c for c in p.components if c not in ("attributes", "tdx")] or list(p.components)
     return build(roots, Sizes(2, 1, 2), options, profile=p)
 
@@ -192,6 +195,18 @@ def test_against_a_read_lock_zap_of_the_mirror_under_the_refactor(capsys: pytest
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[-2:]}
     assert rows["no_kvm_bug"] == ["ALWAYS", "violated", "after", "10", "steps", "violated", "after", "12", "steps"]
     assert rows["no_lost_accepted_data"] == ["ALWAYS", "violated", "after", "15", "steps", "holds"]
+
+
+def test_against_a_present_old_spte_under_the_refactor(capsys: pytest.CaptureFixture[str]) -> None:
+    """v7.3 against v6.19 on B2: a write over a present mirror leaf is no longer refused
+    by KVM_BUG_ON(was_present) but read by TDX as a removal, under the read lock."""
+    code, out, _ = run(capsys, "--spec", PRESENT_OLD, "--against", "v6.19")
+    assert code == 1
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[-4:]}
+    assert rows["sept_removal_under_write_lock"] == ["ALWAYS", "violated", "after", "19", "steps", "holds"]
+    assert rows["external_mirrors_mirror"] == ["ALWAYS", "violated", "after", "20", "steps", "holds"]
+    assert rows["no_kvm_bug"] == ["ALWAYS", "violated", "after", "26", "steps", "violated", "after", "18", "steps"]
+    assert rows["no_lost_accepted_data"] == ["ALWAYS", "violated", "after", "21", "steps", "holds"]
 
 
 def test_the_refactor_takes_a_present_old_spte_where_the_hooks_refused_it() -> None:

@@ -39,14 +39,15 @@ def test_every_guard_has_a_spec_that_shows_what_breaks_without_it() -> None:
     assert guards <= switched_off, f"guards without a spec: {sorted(guards - switched_off)}"
 
 
-@pytest.mark.parametrize("path", [
-    pytest.param(p, marks=EXHAUSTIVE[p.stem]) if p.stem in EXHAUSTIVE else p
-    for p in SPECS
-], ids=lambda p: p.stem)
-def test_spec_meets_its_expectation(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("path", "profile"), [
+    pytest.param(p, profile, marks=EXHAUSTIVE.get(p.stem, []), id=f"{p.stem}@{profile}")
+    for p in SPECS for profile in read(p).expected_under
+])
+def test_spec_meets_its_expectation(path: Path, profile: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Under its own profile and each other profile its [expect] names."""
     spec = load(path)
     assert spec.expect is not None
-    assert main(["--spec", str(path)]) == 0
+    assert main(["--spec", str(path), "--profile", profile]) == 0
     out = capsys.readouterr().out
     assert "met" in out.splitlines()[-1] and "NOT met" not in out
     distinct, _, complete = SUMMARY.search(out).groups()  # type: ignore[union-attr]

@@ -53,6 +53,7 @@ class Action:
     name: str  # the method's name
     params: tuple[tuple[str, Any], ...]
     actor: str  # who takes the step: "vCPU0", "ioctl", "TDX module", ...
+    process: str  # whose progress it is, for weak fairness: the actor, or the caller it answers
     kernel: str  # the kernel function it models
     text: str  # the display line for this instance
     doc: str

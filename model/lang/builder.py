@@ -172,8 +172,10 @@ class ModelBuilder:
         self._parts[name] = obj
         self.component = name
 
-    def action(self, method: Callable[..., Step], actor: str, **params: Any) -> None:
-        """Add one instance of an action method for the given concrete parameters."""
+    def action(self, method: Callable[..., Step], actor: str, process: str | None = None, **params: Any) -> None:
+        """Add one instance of an action method for the given concrete parameters.
+        `process` is whose progress the step is, for weak fairness (default: the actor's):
+        a SEAMCALL's result is a step of the thread blocked in the SEAMCALL."""
         name = method.__name__
         kernel = getattr(method, "__kernel_function__", None)
         doc = inspect.getdoc(method) or ""
@@ -196,6 +198,7 @@ class ModelBuilder:
             name=name,
             params=tuple(params.items()),
             actor=actor,
+            process=process or actor,
             kernel=kernel,
             text=step.text,
             doc=doc,

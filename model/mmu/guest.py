@@ -15,6 +15,11 @@ Abstractions:
   `touch_unaccepted = false`: only pages it accepted), but never touches a PENDING page
   it has not accepted (that kills the TD: the guest's bug, not KVM's).
 - A vCPU leaves the TD only on an EPT violation or a kick; other exits are left out.
+- TDX treats every S-EPT violation as a write (tdx_handle_ept_violation() sets
+  exit_qual = EPT_VIOLATION_ACC_WRITE: private pages are always mapped writable), so a
+  private fault from the TD always makes a dirty, accessed leaf. A leaf made otherwise
+  comes from KVM_PRE_FAULT_MEMORY (option `pre_faults`): kvm_tdp_map_page() faults with
+  prefetch = true and no PFERR_WRITE_MASK, and make_spte() leaves the A/D bits clear.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any
 
 import z3
 
-from model.lang import BOOL, Component, Family, Field, ModelBuilder, Option, Step, kernel, resolve
+from model.lang import BOOL, Component, Family, Field, IntDomain, ModelBuilder, Option, Step, kernel, resolve
 
 from .fault import FaultPath, vcpu_actor
 from .sizes import Sizes
@@ -38,9 +43,14 @@ class Td:
     """The TD's vCPUs as the TDX module and KVM see them (implements sept.TdView)."""
 
     def __init__(self, b: ModelBuilder, sept: ExternalSept, fault: FaultPath, direct: Root,
-                 touch_unaccepted: bool = True) -> None:
+                 touch_unaccepted: bool = True, max_pre_faults: int = 0) -> None:
         self.sept, self.fault, self.direct = sept, fault, direct
         self.touch_unaccepted = touch_unaccepted
+        self.max_pre_faults = max_pre_faults
+        self.pre_faults: Field | None = None
+        if max_pre_faults:
+            self.pre_faults = b.field("pre_faults", IntDomain(0, max_pre_faults), 0,
+                                      "KVM_PRE_FAULT_MEMORY calls made so far, bounded by the scenario")
         self.accepting: Family | None = None  # set by the huge-page component
         self.sizes = fault.sizes
         vcpus, gfns = self.sizes.vcpu_labels(), self.sizes.gfn_labels()
@@ -115,9 +125,10 @@ class Td:
             for g in range(self.sizes.gfns):
                 b.action(self.tdg_mem_page_accept, actor, vcpu=v, gfn=g)
                 b.action(self.tlb_fill, actor, vcpu=v, gfn=g)
-                for w in (False, True):
-                    b.action(self.tdx_handle_ept_violation, actor, vcpu=v, gfn=g, private=True, write=w)
+                b.action(self.tdx_handle_ept_violation, actor, vcpu=v, gfn=g, private=True, write=True)
                 b.action(self.tdx_handle_ept_violation, actor, vcpu=v, gfn=g, private=False, write=False)
+                if self.pre_faults is not None:
+                    b.action(self.kvm_arch_vcpu_pre_fault_memory, actor, vcpu=v, gfn=g)
 
     @kernel("tdh_vp_enter")
     def tdh_vp_enter(self, vcpu: int) -> Step:
@@ -157,8 +168,9 @@ class Td:
         """The guest touches or accepts a GFN the hardware does not map (the S-EPT for a
         private GPA, the shared EPT for a shared one): the vCPU leaves the TD with an EPT
         violation and tdx_handle_ept_violation() -> kvm_mmu_faultin_pfn() snapshots
-        fault->mmu_seq. Left out: the local retry loop (the vCPU enters and faults again
-        instead)."""
+        fault->mmu_seq. A private one is always a write ("Always treat SEPT violations as
+        write faults"). Left out: the local retry loop (the vCPU enters and faults again
+        instead), the access type of a shared one (a read here)."""
         if private:
             unmapped = z3.Not(self.sept.leaf_present(gfn))
             if not self.touch_unaccepted:  # a Linux TD touches only what it accepted
@@ -170,6 +182,22 @@ class Td:
         kind = "private" if private else "shared"
         return Step(f"TD exit: EPT violation g{gfn} ({kind} {access}); kvm_mmu_faultin_pfn(): fault->mmu_seq",
                     z3.And(self.runs(vcpu), unmapped), effect)
+
+
+    @kernel("kvm_arch_vcpu_pre_fault_memory")
+    def kvm_arch_vcpu_pre_fault_memory(self, vcpu: int, gfn: int) -> Step:
+        """Userspace calls KVM_PRE_FAULT_MEMORY on a vCPU outside the TD (allowed once the
+        TD is finalized): kvm_arch_vcpu_pre_fault_memory() -> kvm_tdp_map_page() runs a
+        private fault with prefetch = true and no PFERR_WRITE_MASK, so the leaf it makes
+        has its A/D bits clear. Left out: a shared GFN (a shared fault on the direct
+        root), the loop that retries on RET_PF_RETRY (userspace calls again)."""
+        assert self.pre_faults is not None
+        guard = z3.And(self.mode[vcpu].var == VCPU_MODE.OUTSIDE_GUEST_MODE, self.fault.idle(vcpu),
+                       self.fault.attrs.is_private(gfn), self.pre_faults.var < self.max_pre_faults)
+        effect = {**self.fault.begin(vcpu, gfn, True), self.write[vcpu]: False,
+                  self.pre_faults: self.pre_faults.var + 1}
+        return Step(f"KVM_PRE_FAULT_MEMORY(g{gfn}): kvm_tdp_map_page(prefetch, read); kvm_mmu_faultin_pfn()",
+                    guard, effect)
 
 
 class GuestComponent(Component):
@@ -185,6 +213,9 @@ class GuestComponent(Component):
         Option("touch_unaccepted", bool, True,
                "the guest may touch private pages it has not accepted (false: a Linux TD, "
                "which accepts before it touches)"),
+        Option("pre_faults", int, 0,
+               "KVM_PRE_FAULT_MEMORY calls allowed (each maps a private GFN with its A/D bits clear)",
+               minimum=0, maximum=2),
     )
 
     def __init__(self, sizes: Sizes, options: Mapping[str, Any]) -> None:
@@ -199,7 +230,7 @@ class GuestComponent(Component):
         tdx = deps["tdx"]
         assert isinstance(tdx, TdxComponent)
         kvm = tdx.kvm
-        self.td = Td(b, tdx.sept, tdx.fault, kvm.direct, self.config["touch_unaccepted"])
+        self.td = Td(b, tdx.sept, tdx.fault, kvm.direct, self.config["touch_unaccepted"], self.config["pre_faults"])
         tdx.sept.td = self.td
         self.write = tdx.mirror_fault.write
 

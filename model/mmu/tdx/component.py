@@ -71,7 +71,7 @@ class TdxComponent(Component):
         self.teardown.bind(self.ioctl)
         self.ioctl.mirror_teardown = self.teardown.start
         self.ioctl.other_invalidations = self.gmem.punched.var
-        self.gmem.bind(self.ioctl, kvm.inval, kvm.lock, self.teardown)
+        self.gmem.bind(self.ioctl, kvm.inval, kvm.lock, self.teardown.start)
         self.atomic = AtomicZaps(b, kvm.direct, kvm.mirror, self.mirror_fault.dirty, self.variant["propagation"],
                                  self.central) if self.config["nx_recovery"] else None
         self.fast_zap = FastZap(b, kvm.direct, self.config["max_memslot_updates"])

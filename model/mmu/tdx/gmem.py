@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import z3
 
@@ -26,12 +25,9 @@ from model.lang import BOOL, Family, Field, IntDomain, ModelBuilder, Step, Varia
 
 from ..invalidate import Invalidation
 from ..locks import MmuLock
-from ..set_memory_attributes import ACTOR, IOCTL_STEP, SetMemoryAttributes
+from ..set_memory_attributes import ACTOR, IOCTL_STEP, MirrorTeardown, SetMemoryAttributes
 from ..sizes import Sizes
 from ..values import PAGE
-
-if TYPE_CHECKING:
-    from .teardown import SeptTeardown
 
 
 @dataclass(frozen=True)
@@ -100,7 +96,9 @@ class GuestMemfd:
         """kvm_gmem_get_pfn() allocates the page if the file has a hole there."""
         return {self.page[gfn]: PAGE.ALLOCATED}
 
-    def bind(self, ioctl: SetMemoryAttributes, inval: Invalidation, lock: MmuLock, teardown: SeptTeardown) -> None:
+    def bind(self, ioctl: SetMemoryAttributes, inval: Invalidation, lock: MmuLock, teardown: MirrorTeardown) -> None:
+        """`teardown` starts the write-lock zap of the mirror leaves in a range (the
+        tear-down machine, which itself calls back into this module to unpin)."""
         self.ioctl, self.inval, self.lock, self.teardown = ioctl, inval, lock, teardown
 
     def define(self, b: ModelBuilder) -> None:
@@ -124,7 +122,7 @@ class GuestMemfd:
         )
         effect: dict[Field, object] = {
             **self.inval.begin_with_range(hole.start, hole.end),
-            **self.teardown.start(hole.start, hole.end, "PUNCH_ZAP"),
+            **self.teardown(hole.start, hole.end, "PUNCH_ZAP"),
             io.start: hole.start,
             io.end: hole.end,
             self.punched: self.punched.var + 1,

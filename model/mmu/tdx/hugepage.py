@@ -39,6 +39,8 @@ from .teardown import SEPT_OP
 
 UNDER_READ_LOCK = ("AUGED_TOP", "SPLIT_SHARED")
 ELSEWHERE = ("ACCEPT_LEVEL", "SPLIT", "MERGE_WAIT", "MERGE")
+# the steps where a vCPU waits for mmu_lock held for write
+WAITS_FOR_WRITE_LOCK = ("ACCEPT_LEVEL", "MERGE_WAIT")
 
 
 class HugeMirror:
@@ -144,7 +146,7 @@ class HugeMirror:
                     b.action(action, actor, vcpu=v, gfn=g)
                 for action in (self.tdh_mem_page_aug_2m, self.tdh_mem_page_aug_2m_busy,
                                self.tdh_mem_page_aug_2m_error):
-                    b.action(action, MODULE, vcpu=v, gfn=g)
+                    b.action(action, MODULE, actor, vcpu=v, gfn=g)
                 if self.adjust_guard:
                     b.action(self.tdp_mmu_merge_private_spt, actor, vcpu=v, gfn=g)
                     b.action(self.tdp_mmu_merge_private_spt_locked, actor, vcpu=v, gfn=g)
@@ -300,7 +302,7 @@ class HugeMirror:
         max level is capped at 4K (violation_request_level)."""
         r = self.sizes.region_of(gfn)
         leave = self.td.leave(vcpu)
-        begin = {**leave, **self.fault.begin(vcpu, gfn, True), self.mf.write[vcpu]: False}
+        begin = {**leave, **self.fault.begin(vcpu, gfn, True), self.mf.write[vcpu]: True}
         label = f"TD: TDG.MEM.PAGE.ACCEPT(g{gfn}, 4K) -> EPT violation (accept level 4K)"
         if self.accept_4k is not None:
             return Step(f"{label}; kvm_mmu_faultin_pfn()", self._accept_4k_faults(vcpu, gfn),
@@ -424,7 +426,7 @@ class HugeMirror:
         re-executes the ACCEPT when it is back in the TD."""
         base = self.sizes.region_bases()[region]
         guard = z3.And(self._accepts_2m(vcpu, region), self.td.untouched(region))
-        effect = {**self.td.leave(vcpu), **self.fault.begin(vcpu, base, True), self.mf.write[vcpu]: False,
+        effect = {**self.td.leave(vcpu), **self.fault.begin(vcpu, base, True), self.mf.write[vcpu]: True,
                   self.accepting[vcpu]: region + 1}
         label = self.sizes.region_labels()[region]
         return Step(f"TD: TDG.MEM.PAGE.ACCEPT({label}, 2M) -> EPT violation (accept level 2M); "

@@ -74,8 +74,9 @@ class CentralPropagation:
             for g in range(self.sizes.gfns):
                 if not self.mf.spurious_check:
                     b.action(self.tdp_mmu_set_spte_atomic, actor, vcpu=v, gfn=g)
-                b.action(self.tdx_sept_remove_leaf_spte, MODULE, vcpu=v, gfn=g)
-                b.action(self.tdx_sept_remove_leaf_spte_busy, MODULE, vcpu=v, gfn=g)
+                b.action(self.tdx_sept_remove_leaf_spte, MODULE, actor, vcpu=v, gfn=g)
+                b.action(self.tdx_sept_remove_leaf_spte_busy, MODULE, actor, vcpu=v, gfn=g)
+                b.action(self.tdx_sept_remove_leaf_spte_error, MODULE, actor, vcpu=v, gfn=g)
                 b.action(self.write_new_leaf, actor, vcpu=v, gfn=g)
                 b.action(self.restore_old_leaf, actor, vcpu=v, gfn=g)
 
@@ -126,6 +127,16 @@ class CentralPropagation:
                        z3.Not(s.td.any_in_previous_epoch()))
         return Step(f"set_external_spte(g{gfn}, old present): tdx_sept_remove_leaf_spte(): BLOCK, TRACK, kick, "
                     "REMOVE -> TDX_SUCCESS", guard, {**self.removal([gfn]), **self._goto(vcpu, "REMOVED_PRESENT")})
+
+    @kernel("tdx_sept_remove_leaf_spte")
+    def tdx_sept_remove_leaf_spte_error(self, vcpu: int, gfn: int) -> Step:
+        """tdx_sept_remove_leaf_spte() on a GFN the S-EPT no longer maps (another removal
+        got there first): TDH.MEM.RANGE.BLOCK fails with TDX_EPT_ENTRY_STATE_INCORRECT,
+        TDX_BUG_ON_2() bugs the VM, -EIO."""
+        guard = z3.And(self._at(vcpu, "FROZEN_PRESENT", gfn), z3.Not(self.sept.leaf_present(gfn)))
+        return Step(f"set_external_spte(g{gfn}, old present): TDH.MEM.RANGE.BLOCK -> "
+                    "TDX_EPT_ENTRY_STATE_INCORRECT; TDX_BUG_ON_2", guard,
+                    {**self.sept.bug(), **self._goto(vcpu, "RESTORE_PRESENT")})
 
     def _busy_elsewhere(self, vcpu: int) -> z3.BoolRef:
         """Another vCPU is inside a SEAMCALL of its own fault (TDH.MEM.SEPT.ADD or
