@@ -197,6 +197,23 @@ def _removal_under_write_lock(m: Model) -> z3.BoolRef:
     return z3.And(*clauses)
 
 
+def _one_propagation_per_entry(m: Model) -> z3.BoolRef:
+    """At most one change of each mirror SPTE is being propagated to the S-EPT at a time:
+    one vCPU inside a freeze of the 4K SPTE or of the 2M-level SPTE above it, or the
+    tear-down working on the GFN (or on its region, for a 2M operation)."""
+    t = _tdx(m)
+    z = t.teardown
+    working = z3.Or(*[z.step.var == z.steps.code(s) for s in ("BLOCK", "TRACK", "KICK", "REMOVE")])
+    clauses = []
+    for r in range(t.sizes.huge_pages):
+        base = t.sizes.region_bases()[r]
+        for g in t.sizes.region_gfns(r):
+            small = z.doing("REMOVE_4K")
+            at = z3.Or(z3.And(z.gfn.var == g, small), z3.And(z.gfn.var == base, z3.Not(small)))
+            clauses += _at_most_one([*_owners_leaf(t, g), *_owners_top(t, r), z3.And(working, at)])
+    return z3.And(*clauses)
+
+
 def _private_fault_waiting(m: Model) -> list[tuple[str, z3.BoolRef]]:
     """A vCPU is in a private fault, and not queued for the write lock: the model's rwlock
     lets new readers in ahead of a waiting writer, which the kernel's queued rwlock
@@ -262,6 +279,14 @@ INVARIANTS = (
         "until userspace converts it to shared or punches it out",
         "tdx_sept_remove_private_spte() callers: kvm_tdp_mmu_unmap_gfn_range(), tdp_mmu_zap_leafs()",
         ("guest",), _no_lost_accepted_data,
+    ),
+    Invariant(
+        "one_propagation_per_entry", Kind.ALWAYS,
+        "M-Inv10: each mirror SPTE has at most one change in flight to the S-EPT: one vCPU inside "
+        "its freeze (or the freeze of the table above it), or the tear-down working on it",
+        "tdp_mmu_set_spte_atomic() (FROZEN_SPTE) and tdp_mmu_zap_leafs() under the write lock, "
+        "arch/x86/kvm/mmu/tdp_mmu.c; set_external_spte() per transition since 7.2",
+        ("tdx",), _one_propagation_per_entry,
     ),
     Invariant(
         "sept_removal_under_write_lock", Kind.ALWAYS,
