@@ -29,6 +29,8 @@ def test_every_spec_pins_its_expected_result_and_distinct_count() -> None:
 # exhaustive runs of minutes and GB, out of the default selection: CI adds the huge-page
 # default (-m "not slow or gate"); `pytest -n 0 -m slow` runs both
 EXHAUSTIVE = {"tdx-default": [pytest.mark.slow], "tdx-hugepage-default": [pytest.mark.slow, pytest.mark.gate]}
+# the no-progress search under the profiles other than the spec's own: on request
+SLOW_ELSEWHERE = {"tdx-progress-default"}
 
 
 def test_every_guard_has_a_spec_that_shows_what_breaks_without_it() -> None:
@@ -71,7 +73,8 @@ def _models(spec: Spec) -> list[str]:
 
 
 @pytest.mark.parametrize(("path", "profile"), [
-    pytest.param(p, profile, marks=EXHAUSTIVE.get(p.stem, []), id=f"{p.stem}@{profile}")
+    pytest.param(p, profile, id=f"{p.stem}@{profile}", marks=EXHAUSTIVE.get(p.stem, []) or (
+        [pytest.mark.slow] if p.stem in SLOW_ELSEWHERE and profile != read(p).expected_under[0] else []))
     for p in SPECS for profile in _models(read(p))
 ])
 def test_spec_meets_its_expectation(path: Path, profile: str, capsys: pytest.CaptureFixture[str]) -> None:
