@@ -16,13 +16,14 @@ pre-finalize premap path (TD build), fault->prefetch.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import z3
 
 from model.lang import BOOL, Family, Field, ModelBuilder, Step, kernel
 
 from ..fault import FaultPath, vcpu_actor
+from ..sizes import Sizes
 from ..tdp import Root
 from ..values import LEVEL, SEPT_2M, SEPT_4K, SPTE_2M, SPTE_4K
 from .gmem import GuestMemfd
@@ -39,6 +40,17 @@ STEPS = (
 )
 OWNS_TOP = ("FROZEN_TOP", "LINKED_TOP", "RESTORE_TOP")
 OWNS_LEAF = ("FROZEN_LEAF", "AUGED", "RESTORE_LEAF")
+
+
+def per_fault(b: ModelBuilder, sizes: Sizes, actions: Sequence[tuple[Callable[..., Step], str | None]]) -> None:
+    """Each action for each vCPU and GFN, in the order given: a vCPU's own step (actor
+    None), or another actor's step taken for that vCPU (a SEAMCALL result), which is the
+    vCPU's progress for weak fairness."""
+    for v in range(sizes.vcpus):
+        mine = vcpu_actor(v)
+        for g in range(sizes.gfns):
+            for method, actor in actions:
+                b.action(method, actor or mine, mine, vcpu=v, gfn=g)
 
 
 class MirrorFault:
@@ -105,26 +117,18 @@ class MirrorFault:
         return at, self.mirror.top(gfn).var, self.mirror.spte_4k[gfn].var
 
     def define(self, b: ModelBuilder) -> None:
-        for v in range(self.sizes.vcpus):
-            actor = vcpu_actor(v)
-            for g in range(self.sizes.gfns):
-                b.action(self.tdp_mmu_link_sp, actor, vcpu=v, gfn=g)
-                b.action(self.tdh_mem_sept_add, MODULE, actor, vcpu=v, gfn=g)
-                b.action(self.tdh_mem_sept_add_busy, MODULE, actor, vcpu=v, gfn=g)
-                b.action(self.tdh_mem_sept_add_error, MODULE, actor, vcpu=v, gfn=g)
-                b.action(self.write_linked, actor, vcpu=v, gfn=g)
-                b.action(self.restore_top, actor, vcpu=v, gfn=g)
-                b.action(self.retry_frozen, actor, vcpu=v, gfn=g)
-                b.action(self.map_target_level, actor, vcpu=v, gfn=g)
-                b.action(self.tdh_mem_page_aug, MODULE, actor, vcpu=v, gfn=g)
-                b.action(self.tdh_mem_page_aug_busy, MODULE, actor, vcpu=v, gfn=g)
-                b.action(self.tdh_mem_page_aug_walk_failed, MODULE, actor, vcpu=v, gfn=g)
-                b.action(self.tdh_mem_page_aug_state_incorrect, MODULE, actor, vcpu=v, gfn=g)
-                b.action(self.write_leaf, actor, vcpu=v, gfn=g)
-                b.action(self.restore_leaf, actor, vcpu=v, gfn=g)
-                b.action(self.map_spurious, actor, vcpu=v, gfn=g)
-                if not self.spurious_check and self.was_present_bug:
-                    b.action(self.set_external_spte_present_was_present, actor, vcpu=v, gfn=g)
+        answer = MODULE  # a SEAMCALL's result: the module's step, the calling vCPU's progress
+        actions: list[tuple[Callable[..., Step], str | None]] = [
+            (self.tdp_mmu_link_sp, None), (self.tdh_mem_sept_add, answer), (self.tdh_mem_sept_add_busy, answer),
+            (self.tdh_mem_sept_add_error, answer), (self.write_linked, None), (self.restore_top, None),
+            (self.retry_frozen, None), (self.map_target_level, None), (self.tdh_mem_page_aug, answer),
+            (self.tdh_mem_page_aug_busy, answer), (self.tdh_mem_page_aug_walk_failed, answer),
+            (self.tdh_mem_page_aug_state_incorrect, answer), (self.write_leaf, None), (self.restore_leaf, None),
+            (self.map_spurious, None),
+        ]
+        if not self.spurious_check and self.was_present_bug:
+            actions.append((self.set_external_spte_present_was_present, None))
+        per_fault(b, self.sizes, actions)
 
     # -- linking the 4K table -------------------------------------------------------
 

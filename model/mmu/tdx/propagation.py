@@ -25,14 +25,15 @@ lock (guard `atomic-zap-direct-only`). This module holds the second value's step
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import z3
 
 from model.lang import Field, ModelBuilder, Step, Variant, VariantValue, kernel, then
 
-from ..fault import vcpu_actor
 from ..values import BLOCK_AGE, SEPT_4K, SPTE_2M, SPTE_4K
 from .gmem import GuestMemfd
-from .mirror_fault import MirrorFault
+from .mirror_fault import MirrorFault, per_fault
 from .sept import MODULE, ExternalSept
 
 PROPAGATION = Variant("propagation", "how KVM tells the TDX module about a change of a mirror SPTE", (
@@ -69,16 +70,13 @@ class CentralPropagation:
         mf.was_present_bug = False
 
     def define(self, b: ModelBuilder) -> None:
-        for v in range(self.sizes.vcpus):
-            actor = vcpu_actor(v)
-            for g in range(self.sizes.gfns):
-                if not self.mf.spurious_check:
-                    b.action(self.tdp_mmu_set_spte_atomic, actor, vcpu=v, gfn=g)
-                b.action(self.tdx_sept_remove_leaf_spte, MODULE, actor, vcpu=v, gfn=g)
-                b.action(self.tdx_sept_remove_leaf_spte_busy, MODULE, actor, vcpu=v, gfn=g)
-                b.action(self.tdx_sept_remove_leaf_spte_error, MODULE, actor, vcpu=v, gfn=g)
-                b.action(self.write_new_leaf, actor, vcpu=v, gfn=g)
-                b.action(self.restore_old_leaf, actor, vcpu=v, gfn=g)
+        actions: list[tuple[Callable[..., Step], str | None]] = []
+        if not self.mf.spurious_check:
+            actions.append((self.tdp_mmu_set_spte_atomic, None))
+        actions += [(self.tdx_sept_remove_leaf_spte, MODULE), (self.tdx_sept_remove_leaf_spte_busy, MODULE),
+                    (self.tdx_sept_remove_leaf_spte_error, MODULE), (self.write_new_leaf, None),
+                    (self.restore_old_leaf, None)]
+        per_fault(b, self.sizes, actions)
 
     def _at(self, v: int, step: str, gfn: int) -> z3.BoolRef:
         return self.fault.on(v, step, gfn, True)

@@ -62,7 +62,15 @@ ZAP_STEP_HUGE = EnumDomain(
 )
 # what the machine is doing to the entry at sept_zap.gfn (huge pages only)
 SEPT_OP = EnumDomain("sept_op", ["REMOVE_4K", "REMOVE_2M", "DEMOTE", "PROMOTE"])
-AFTER_KICK = {"REMOVE_4K": "REMOVE", "REMOVE_2M": "REMOVE", "DEMOTE": "DEMOTE", "PROMOTE": "PROMOTE"}
+# the SEAMCALL sequence of each operation, once its mirror write is done: the machine's
+# steps in order (KICK is kvm_make_all_cpus_request() after TDH.MEM.TRACK)
+SEAMCALLS = {
+    "REMOVE_4K": ("BLOCK", "TRACK", "KICK", "REMOVE"),  # tdx_sept_remove_private_spte()
+    "REMOVE_2M": ("BLOCK", "TRACK", "KICK", "REMOVE"),  # the same at 2M
+    "DEMOTE": ("BLOCK", "TRACK", "KICK", "DEMOTE"),  # tdx_sept_split_private_spt()
+    "PROMOTE": ("BLOCK", "TRACK", "KICK", "PROMOTE"),  # tdp_mmu_merge_private_spt()
+}
+AFTER_KICK = {op: steps[steps.index("KICK") + 1] for op, steps in SEAMCALLS.items()}
 
 
 class SeptTeardown:
@@ -119,24 +127,40 @@ class SeptTeardown:
         return z3.Or(*[self.op.var == SEPT_OP.code(o) for o in ops])
 
     def _plan(self, lo: z3.ArithRef | int, end: z3.ArithRef | int) -> tuple[z3.BoolRef, dict[Field, object]]:
-        """What tdp_mmu_zap_leafs() does next from GFN `lo` on, in iterator order: split the
-        first huge leaf that crosses the range's boundary (kvm_split_cross_boundary_leafs(),
-        with huge pages), else zap the first present mirror leaf in [lo, end) (a huge leaf
-        whole, at its first GFN). Returns whether there is anything to do, and the effect
-        of starting it (the mirror write and the machine's fields)."""
+        """What tdp_mmu_zap_leafs() does next from GFN `lo` on: the first entry, in
+        iterator order, that needs work, from this table (huge pages add the 2M rows):
+
+            entry          needs work when                          operation (SEAMCALLS)
+            2M huge leaf   it crosses the range's boundary          DEMOTE  (kvm_split_cross_boundary_leafs())
+            2M huge leaf   it lies inside [lo, end)                 REMOVE_2M (whole, at its first GFN)
+            4K leaf g      lo <= g < end                            REMOVE_4K
+
+        Returns whether there is anything to do, and the effect of starting it (the mirror
+        write and the machine's fields)."""
+        return self._first([*self._demotions(lo, end), *self._removals(lo, end)], end)
+
+    def _demotions(self, lo: z3.ArithRef | int, end: z3.ArithRef | int) -> list[tuple[z3.BoolRef, int, str]]:
+        """Huge leaves crossing a boundary of [lo, end): split before the zap."""
+        if not self.split_boundary:
+            return []
         p = self.sizes.pages_per_huge
-        candidates: list[tuple[z3.BoolRef, int, str]] = []  # (eligible, gfn, op)
-        if self.split_boundary:
-            for r, base in enumerate(self.sizes.region_bases()):
-                crosses = z3.And(_lt(base, end), _lt(lo, base + p), z3.Or(_lt(base, lo), _lt(end, base + p)))
-                candidates.append((z3.And(self.mirror.huge_leaf(r), crosses), base, "DEMOTE"))
+        return [(z3.And(self.mirror.huge_leaf(r), _lt(base, end), _lt(lo, base + p),
+                        z3.Or(_lt(base, lo), _lt(end, base + p))), base, "DEMOTE")
+                for r, base in enumerate(self.sizes.region_bases())]
+
+    def _removals(self, lo: z3.ArithRef | int, end: z3.ArithRef | int) -> list[tuple[z3.BoolRef, int, str]]:
+        """The present mirror leaves of [lo, end), region by region: a huge one whole."""
+        p = self.sizes.pages_per_huge
+        out: list[tuple[z3.BoolRef, int, str]] = []
         for r, base in enumerate(self.sizes.region_bases()):
             if self.huge:
-                inside = z3.And(_lt(base, end), _lt(lo, base + p))
-                candidates.append((z3.And(self.mirror.huge_leaf(r), inside), base, "REMOVE_2M"))
-            for g in range(base, base + p):
-                candidates.append((z3.And(self._leaf(g), _le(lo, g), _lt(g, end)), g, "REMOVE_4K"))
-        # the first eligible candidate wins
+                out.append((z3.And(self.mirror.huge_leaf(r), _lt(base, end), _lt(lo, base + p)), base, "REMOVE_2M"))
+            out += [(z3.And(self._leaf(g), _le(lo, g), _lt(g, end)), g, "REMOVE_4K") for g in range(base, base + p)]
+        return out
+
+    def _first(self, candidates: list[tuple[z3.BoolRef, int, str]], end: z3.ArithRef | int
+               ) -> tuple[z3.BoolRef, dict[Field, object]]:
+        """Start the first eligible (eligible, gfn, operation) of `candidates`."""
         taken: list[z3.BoolRef] = []
         before: z3.BoolRef = z3.BoolVal(False)
         for eligible, _, _ in candidates:
