@@ -68,6 +68,15 @@ def scenario_model(name: str):  # type: ignore[no-untyped-def]
     return model, spec.bound_invariants(model)
 
 
+def check_progress(name: str) -> bool:
+    """Whether the scenario's spec asks for the no-progress search (large worlds do not)."""
+    from checker.cli import default_spec
+    from checker.spec import load
+
+    base_spec = SCENARIOS[name].get("base", {}).get("spec")
+    return load(ROOT / str(base_spec)).check_progress if base_spec else default_spec().check_progress
+
+
 def child(engine: str, name: str) -> None:
     t0 = time.perf_counter()
     model, bounds = scenario_model(name)
@@ -83,10 +92,11 @@ def child(engine: str, name: str) -> None:
 
         r = ExplicitSearch(compiled, bounds, Budget()).run()
         t2 = time.perf_counter()
-        lassos = find_lassos(compiled, r, bounds) if r.complete else []
+        progress = r.complete and check_progress(name)  # as the scenario's spec says
+        lassos = find_lassos(compiled, r, bounds) if progress else []
         out = dict(distinct=r.distinct, generated=r.generated, depth=r.depth, complete=r.complete,
-                   seconds=r.seconds, build=built, compile=compiled_s, progress=time.perf_counter() - t2,
-                   cycles=len(lassos))
+                   seconds=r.seconds, build=built, compile=compiled_s, cycles=len(lassos),
+                   **({"progress": time.perf_counter() - t2} if progress else {}))
     else:
         from checker.scalar import textbook_bfs
 
