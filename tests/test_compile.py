@@ -15,7 +15,8 @@ from .shipped import NAMES, shipped_model
 
 # a large world has the actions, guards and invariants of its PR-sized version (the
 # sizes change how many instances, not which code): the large one is not drawn from
-SMALLER = {"tdx-default": "tdx-small-default", "tdx-hugepage-default": "tdx-hugepage-small-default"}
+SMALLER = {"tdx-default": "tdx-progress-default", "tdx-small-default": "tdx-progress-default",
+           "tdx-hugepage-default": "tdx-hugepage-small-default"}
 MODELS = [n for n in NAMES if n not in SMALLER]
 
 
