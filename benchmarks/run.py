@@ -54,6 +54,8 @@ REFERENCE_LIMIT = 120.0  # seconds the reference engine may take per scenario
 
 
 def scenario_model(name: str):  # type: ignore[no-untyped-def]
+    """The scenario's model, what it checks, and whether its spec asks for the no-progress
+    search (the large worlds do not)."""
     from checker.cli import default_spec
     from checker.spec import load
     from model.mmu import Sizes
@@ -65,21 +67,12 @@ def scenario_model(name: str):  # type: ignore[no-untyped-def]
     options = {c: {**o, **changes.get(c, {})} for c, o in base.options.items()}
     spec = dataclasses.replace(base, name=name, sizes=sizes, options=options, expect=None, _models={})
     model = spec.build()
-    return model, spec.bound_invariants(model)
-
-
-def check_progress(name: str) -> bool:
-    """Whether the scenario's spec asks for the no-progress search (large worlds do not)."""
-    from checker.cli import default_spec
-    from checker.spec import load
-
-    base_spec = SCENARIOS[name].get("base", {}).get("spec")
-    return load(ROOT / str(base_spec)).check_progress if base_spec else default_spec().check_progress
+    return model, spec.bound_invariants(model), spec.check_progress
 
 
 def child(engine: str, name: str) -> None:
     t0 = time.perf_counter()
-    model, bounds = scenario_model(name)
+    model, bounds, check_progress = scenario_model(name)
     built = time.perf_counter() - t0
     if engine == "explicit":
         from checker.compile import compile_model
@@ -92,7 +85,7 @@ def child(engine: str, name: str) -> None:
 
         r = ExplicitSearch(compiled, bounds, Budget()).run()
         t2 = time.perf_counter()
-        progress = r.complete and check_progress(name)  # as the scenario's spec says
+        progress = r.complete and check_progress
         lassos = find_lassos(compiled, r, bounds) if progress else []
         out = dict(distinct=r.distinct, generated=r.generated, depth=r.depth, complete=r.complete,
                    seconds=r.seconds, build=built, compile=compiled_s, cycles=len(lassos),

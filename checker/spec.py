@@ -23,6 +23,7 @@ complete = true                 # pass: the search must reach a fixpoint
 distinct = 83888                # pinned number of distinct states
 depth = 29                      # pinned depth of the search
 witnesses = ["..."]             # SOMETIMES witnesses that must be reached
+profiles = ["..."]              # other profiles under which all of the above holds too
 ```
 
 Every key is checked: an unknown key, a wrong type, an empty list or an unknown guard,
@@ -327,9 +328,11 @@ def _expect(raw: dict[str, Any], source: str) -> Expect | None:
     others = tuple(_str_list(table, "profiles", source, [], prefix="expect."))
     own = raw.get("profile", profiles.DEFAULT)
     for name in others:
-        if name == own or others.count(name) > 1:
-            raise SpecError(source, "expect.profiles", f"{shown(name)} is named twice (or is the spec's own profile)",
-                            "other profiles, each once")
+        if name == own:
+            raise SpecError(source, "expect.profiles", f"{shown(name)} is the spec's own profile",
+                            "other profiles than its `profile`")
+        if others.count(name) > 1:
+            raise SpecError(source, "expect.profiles", f"{shown(name)} is named twice", "each profile once")
         load_profile(name, source, "expect.profiles")
     return Expect(
         result, invariant, _int(table, "within", source, 0, "expect."), complete,

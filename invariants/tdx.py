@@ -204,11 +204,11 @@ def _one_propagation_per_entry(m: Model) -> z3.BoolRef:
     t = _tdx(m)
     z = t.teardown
     working = z3.Or(*[z.step.var == z.steps.code(s) for s in ("BLOCK", "TRACK", "KICK", "REMOVE")])
+    small = z.doing("REMOVE_4K")  # a 4K leaf at sept_zap.gfn, else a 2M entry at its first GFN
     clauses = []
     for r in range(t.sizes.huge_pages):
         base = t.sizes.region_bases()[r]
         for g in t.sizes.region_gfns(r):
-            small = z.doing("REMOVE_4K")
             at = z3.Or(z3.And(z.gfn.var == g, small), z3.And(z.gfn.var == base, z3.Not(small)))
             clauses += _at_most_one([*_owners_leaf(t, g), *_owners_top(t, r), z3.And(working, at)])
     return z3.And(*clauses)

@@ -7,6 +7,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from checker.spec import Spec, read
+from model.mmu import profiles
+
 from .shipped import ROOT
 
 CATALOGUE = ROOT / "CATALOGUE.md"
@@ -166,9 +169,6 @@ def case_profile_table() -> str:
     """The table case x profile of specs/README.md, from the specs themselves: for each
     catalogue case (and open question) with specs, under each shipped profile, the
     shortest counterexample its specs pin there, or why none applies."""
-    from checker.spec import read
-    from model.mmu import profiles
-
     names = sorted(profiles.shipped(), key=lambda n: not n.startswith("v"))  # mainline first, by release
     loaded = {n: profiles.load(n) for n in names}
     lines = ["| case | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
@@ -189,8 +189,9 @@ def case_profile_table() -> str:
     return "\n".join(lines)
 
 
-def _result(spec) -> str:  # type: ignore[no-untyped-def]
+def _result(spec: Spec) -> str:
     e = spec.expect
+    assert e is not None
     if e.result == "pass":
         return "passes"
     return f"`{e.invariant}` after {e.within}" if e.result == "violation" else f"`{e.invariant}` cycle ({e.within})"

@@ -50,6 +50,10 @@ vcpus = 1
      "no_mixed_huge_page"),
     (GOOD + '[expect]\nresult = "pass"\nwitnesses = ["nope"]\n', "expect.witnesses", "huge_leaf_installed"),
     ("depth = -1\n" + GOOD, "depth", "an integer >= 0"),
+    ('check_progress = "yes"\n' + GOOD, "check_progress", "true | false"),
+    (GOOD + '[expect]\nresult = "pass"\nprofiles = ["v7.3"]\n', "expect.profiles", "other profiles than"),
+    (GOOD + '[expect]\nresult = "pass"\nprofiles = ["v6.16", "v6.16"]\n', "expect.profiles", "each profile once"),
+    (GOOD + '[expect]\nresult = "pass"\nprofiles = ["v9.9"]\n', "expect.profiles", "v6.16"),
     ("components = [\n", "toml", ""),
 ])
 def test_bad_specs_exit_2_naming_file_key_and_allowed_values(

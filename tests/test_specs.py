@@ -10,6 +10,7 @@ import pytest
 from checker.cli import main
 from checker.document import fingerprint
 from checker.spec import Spec, load, read
+from model.lang import order
 from model.mmu import COMPONENTS, profiles
 
 from .shipped import ROOT, SPECS
@@ -43,23 +44,12 @@ def test_every_guard_has_a_spec_that_shows_what_breaks_without_it() -> None:
     assert guards <= switched_off, f"guards without a spec: {sorted(guards - switched_off)}"
 
 
-def _closure(components: tuple[str, ...]) -> set[str]:
-    out: set[str] = set()
-    todo = list(components)
-    while todo:
-        c = todo.pop()
-        if c not in out:
-            out.add(c)
-            todo += COMPONENTS[c].requires
-    return out
-
-
 def _inputs(spec: Spec, name: str) -> tuple[object, ...]:
     """What a profile hands the model of `spec`: the variants of its components, the
     guard defaults, and whether it has them all. Two profiles equal here build the same
     model (a profile is data read through one API), so the search need not run twice."""
     p = profiles.load(name)
-    parts = _closure(spec.components)
+    parts = set(order(COMPONENTS, spec.components))
     return (tuple(sorted((k, v) for k, v in p.variants.items() if k.split(".")[0] in parts)),
             tuple(sorted(p.guards.items())), parts <= set(p.components))
 

@@ -89,4 +89,4 @@ def then(first: Mapping[Field, object], second: Mapping[Field, object]) -> dict[
 def _term(f: Field, value: object) -> z3.ExprRef:
     if isinstance(value, z3.ExprRef):
         return value
-    return z3.BoolVal(bool(value)) if z3.is_bool(f.var) else z3.IntVal(int(value))  # type: ignore[call-overload]
+    return f.domain.z3_value(f.domain.coerce(value, f"then(): {f.name}"))
