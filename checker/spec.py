@@ -24,6 +24,11 @@ distinct = 83888                # pinned number of distinct states
 depth = 29                      # pinned depth of the search
 witnesses = ["..."]             # SOMETIMES witnesses that must be reached
 profiles = ["..."]              # other profiles under which all of the above holds too
+
+[expect.under."v7.3"]           # the same result under another profile, with its own
+within = 16                     # figures (a variant that adds steps): within, distinct,
+distinct = 59825                # depth, witnesses; the rest as above
+depth = 16
 ```
 
 Every key is checked: an unknown key, a wrong type, an empty list or an unknown guard,
@@ -52,7 +57,9 @@ from .files import parse_toml, read_text
 
 TOP_KEYS = ("description", "profile", "components", "depth", "invariants", "check_deadlock", "check_progress",
             "sizes", "guards", "expect")
-EXPECT_KEYS = ("result", "invariant", "within", "complete", "distinct", "depth", "witnesses", "profiles")
+EXPECT_KEYS = ("result", "invariant", "within", "complete", "distinct", "depth", "witnesses", "profiles", "under")
+UNDER_KEYS = ("within", "distinct", "depth", "witnesses")  # what another profile's design may change
+Under = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]  # profile -> (figure, value) pairs
 
 
 SHIPPED = Path(__file__).resolve().parent.parent / "specs"  # the checkout's specs/
@@ -72,6 +79,13 @@ class Expect:
     depth: int | None = None
     witnesses: tuple[str, ...] = ()
     profiles: tuple[str, ...] = ()  # other profiles under which all of the above holds too
+    # other profiles with the same result but figures of their own (expect.under)
+    under: Under = ()
+
+    def for_profile(self, name: str) -> Expect:
+        """This expectation as it reads under profile `name`."""
+        figures = dict(self.under).get(name)
+        return replace(self, **dict(figures)) if figures else self
 
 
 @dataclass
@@ -86,7 +100,7 @@ class Spec:
     invariants: tuple[str, ...] | None
     depth: int | None
     check_deadlock: bool
-    expect: Expect | None
+    expectation: Expect | None  # the [expect] table, for every profile it names
     profile_name: str = profiles.DEFAULT  # the spec's `profile`, or --profile
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     text: str = field(repr=False, default="")  # the TOML itself, for exports that replay it
@@ -108,10 +122,17 @@ class Spec:
         return bool(self.raw.get("check_progress", True))
 
     @property
+    def expect(self) -> Expect | None:
+        """The [expect] table as it reads under this run's profile (expect.under)."""
+        return self.expectation.for_profile(self.profile_name) if self.expectation else None
+
+    @property
     def expected_under(self) -> tuple[str, ...]:
-        """The profiles the [expect] table is for: the spec's own and `expect.profiles`."""
+        """The profiles the [expect] table is for: the spec's own, `expect.profiles` and
+        those of `expect.under`."""
         own = self.raw.get("profile", profiles.DEFAULT)
-        return (own, *(self.expect.profiles if self.expect else ()))
+        e = self.expectation
+        return (own, *(e.profiles if e else ()), *(name for name, _ in (e.under if e else ())))
 
     @property
     def expectation_applies(self) -> bool:
@@ -192,9 +213,12 @@ class Spec:
             raise SpecError(self.source, "expect.invariant",
                             f"{shown(inv)} is not a PROGRESS property this spec checks",
                             ", ".join(progress) or "none (no component of this spec has one)")
+        under = dict(self.expectation.under) if self.expectation else {}
+        key = (f"expect.under.{shown_key(self.profile_name)}.witnesses"
+               if "witnesses" in dict(under.get(self.profile_name, ())) else "expect.witnesses")
         for w in self.expect.witnesses:
             if w not in sometimes:
-                raise SpecError(self.source, "expect.witnesses",
+                raise SpecError(self.source, key,
                                 f"{shown(w)} is not a SOMETIMES witness this spec checks", ", ".join(sometimes))
 
 
@@ -337,14 +361,41 @@ def _expect(raw: dict[str, Any], source: str) -> Expect | None:
     return Expect(
         result, invariant, _int(table, "within", source, 0, "expect."), complete,
         _int(table, "distinct", source, 1, "expect."), _int(table, "depth", source, 0, "expect."), witnesses,
-        others,
+        others, _under(table, source, (own, *others)),
     )
 
 
-def _table(raw: dict[str, Any], key: str, source: str) -> dict[str, Any]:
+def _under(table: dict[str, Any], source: str, named: tuple[str, ...]) -> Under:
+    """expect.under: per other profile, the figures that differ there."""
+    under = _table(table, "under", source, "expect.")
+    out = []
+    for name, figures in under.items():
+        key = f"expect.under.{shown_key(name)}"
+        if name in named:
+            raise SpecError(source, key, f"{shown(name)} is already the spec's profile or in expect.profiles",
+                            "a profile under which only the figures differ, named once")
+        load_profile(name, source, key)
+        if not isinstance(figures, dict) or not figures:
+            raise SpecError(source, key, "is not a table of figures", ", ".join(UNDER_KEYS))
+        for k in figures:
+            if k not in UNDER_KEYS:
+                raise SpecError(source, f"{key}.{shown_key(k)}", "not a figure another profile may change",
+                                ", ".join(UNDER_KEYS))
+        got: dict[str, Any] = {
+            "within": _int(figures, "within", source, 0, key + "."),
+            "distinct": _int(figures, "distinct", source, 1, key + "."),
+            "depth": _int(figures, "depth", source, 0, key + "."),
+        }
+        if "witnesses" in figures:
+            got["witnesses"] = tuple(_str_list(figures, "witnesses", source, [], prefix=key + "."))
+        out.append((name, tuple((k, v) for k, v in got.items() if k in figures)))
+    return tuple(out)
+
+
+def _table(raw: dict[str, Any], key: str, source: str, prefix: str = "") -> dict[str, Any]:
     value = raw.get(key, {})
     if not isinstance(value, dict):
-        raise SpecError(source, key, "is not a table", f"a [{key}] table")
+        raise SpecError(source, prefix + key, "is not a table", f"a [{prefix}{key}] table")
     return value
 
 

@@ -42,6 +42,21 @@ class Invariant:
     # decided by the kernel's constants (masks, values) in each configuration, so it
     # cannot fail in some models; a guard switched off is what makes it fail
     constant: bool = False
+    # variant values the formula needs ("component.variant=value"): a property of one
+    # design, absent from a model of the other
+    when: tuple[str, ...] = ()
+
+    def applies_to(self, model: Model) -> bool:
+        """Whether `model` has every component the formula reads and every variant value
+        it needs (a misspelt variant or value is a ModelError, never a silent False)."""
+        if not all(c in model.parts for c in self.requires):
+            return False
+        for condition in self.when:
+            key, _, value = condition.partition("=")
+            component, _, variant = key.partition(".")
+            if not model.parts[component].variant.is_(variant, value):
+                return False
+        return True
 
     def bind(self, model: Model) -> Bound:
         term = self.formula(model)
@@ -81,7 +96,7 @@ class Bound:
 
 def applicable(catalogue: Iterable[Invariant], model: Model) -> list[Invariant]:
     """The invariants whose components are all part of `model`, in catalogue order."""
-    return [i for i in catalogue if all(c in model.parts for c in i.requires)]
+    return [i for i in catalogue if i.applies_to(model)]
 
 
 def select(catalogue: Iterable[Invariant], model: Model, names: Iterable[str] | None) -> list[Bound]:

@@ -172,6 +172,18 @@ def _seamcall_busy(m: Model) -> z3.BoolRef:
     return z3.And(z3.Not(t.sept.vm_bugged.var), z3.Or(t.sept.wait_for_sept_zap.var, *restoring))
 
 
+def _stale_iter_old_spte(m: Model) -> z3.BoolRef:
+    """A vCPU's walk read a mirror SPTE into iter->old_spte and it has changed since."""
+    t = _tdx(m)
+    f, mf = t.fault, t.mirror_fault
+    stale = []
+    for v in range(t.sizes.vcpus):
+        for g in range(t.sizes.gfns):
+            stale += [z3.And(f.on(v, "READ_TOP", g, True), mf.mirror.top(g).var != SPTE_2M.NONPRESENT),
+                      z3.And(f.on(v, "READ_LEAF", g, True), z3.Not(mf.leaf_linked(g)))]
+    return z3.Or(*stale)
+
+
 def _accepted_page_removed_by_conversion(m: Model) -> z3.BoolRef:
     t, td = _tdx(m), _td(m)
     assert td is not None
@@ -324,6 +336,14 @@ INVARIANTS = (
         "tdx_no_vcpus_enter_start())",
         "tdx_operand_busy() in tdx.c",
         ("guest",), _seamcall_busy,
+    ),
+    Invariant(
+        "stale_iter_old_spte", Kind.SOMETIMES,
+        "a vCPU's walk holds a stale iter->old_spte: another vCPU froze, linked or installed the "
+        "mirror SPTE after the walk read it, so the walk's try_cmpxchg64() will fail",
+        "try_cmpxchg64(sptep, &iter->old_spte, ...) in tdp_mmu_set_spte_atomic() and tdp_mmu_link_sp(); "
+        "02eaaffdd865",
+        ("tdx",), _stale_iter_old_spte, when=("tdx.walk=iter-old-spte",),
     ),
     Invariant(
         "accepted_page_removed_by_conversion", Kind.SOMETIMES,

@@ -178,7 +178,7 @@ def case_profile_table() -> str:
         specs = [read(ROOT / link) for link in entry.links("Spec")]
         cells = []
         for name in names:
-            here = [s for s in specs if name in s.expected_under]
+            here = [s.with_profile(name) for s in specs if name in s.expected_under]
             if here:
                 cells.append("; ".join(_result(s) for s in here))
                 continue

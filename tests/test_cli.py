@@ -54,6 +54,13 @@ vcpus = 1
     (GOOD + '[expect]\nresult = "pass"\nprofiles = ["v7.3"]\n', "expect.profiles", "other profiles than"),
     (GOOD + '[expect]\nresult = "pass"\nprofiles = ["v6.16", "v6.16"]\n', "expect.profiles", "each profile once"),
     (GOOD + '[expect]\nresult = "pass"\nprofiles = ["v9.9"]\n', "expect.profiles", "v6.16"),
+    (GOOD + '[expect]\nresult = "pass"\n[expect.under."v7.3"]\ndistinct = 3\n', "expect.under.v7.3",
+     "a profile under which only the figures differ"),
+    (GOOD + '[expect]\nresult = "pass"\n[expect.under."v6.19"]\nresult = "pass"\n', "expect.under.v6.19.result",
+     "within, distinct, depth, witnesses"),
+    (GOOD + '[expect]\nresult = "pass"\n[expect.under."v9.9"]\ndepth = 3\n', "expect.under.v9.9", "v6.16"),
+    (GOOD + '[expect]\nresult = "pass"\n[expect.under."v6.19"]\ndistinct = 0\n', "expect.under.v6.19.distinct",
+     "an integer >= 1"),
     ("components = [\n", "toml", ""),
 ])
 def test_bad_specs_exit_2_naming_file_key_and_allowed_values(

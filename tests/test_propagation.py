@@ -3,7 +3,13 @@ step at a time: each would fail if the step it checks changed meaning."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
+
 from checker.compile import compile_model
+from invariants import CATALOGUE
+from model.lang import ModelError
 from model.mmu import Sizes, build
 from model.mmu.profiles import load as profile
 
@@ -43,12 +49,12 @@ def test_a_pre_fault_runs_outside_the_td_on_a_private_gfn_and_writes_nothing() -
 
 
 def test_a_write_over_a_present_leaf_with_other_ad_bits_freezes_it() -> None:
-    clean = mapping(0, "MAP", **{"fault.write[vcpu0]": False})
+    clean = mapping(0, "READ_PRESENT", **{"fault.write[vcpu0]": False})  # the walk read the leaf
     after = step(C, clean, "tdp_mmu_set_spte_atomic(vcpu=0, gfn=0)")
     assert after is not None
     assert labels(MODEL, after, "mirror_spte_4k[g0]", "fault.step[vcpu0]") == ("FROZEN", "FROZEN_PRESENT")
     same = mapping(0, "MAP", **{"fault.write[vcpu0]": True})
-    assert step(C, same, "tdp_mmu_set_spte_atomic(vcpu=0, gfn=0)") is None  # equal SPTE: spurious
+    assert step(C, same, "walk_present(vcpu=0, gfn=0)") is None  # equal SPTE: spurious
 
 
 def test_tdx_reads_a_present_old_spte_as_a_removal_and_the_mirror_maps_it_again() -> None:
@@ -81,3 +87,69 @@ def test_the_frozen_present_leaf_belongs_to_its_vcpu() -> None:
     frozen = mapping(0, "FROZEN_PRESENT", **{"mirror_spte_4k[g0]": "FROZEN"})
     assert check(MODEL, "frozen_owned", frozen)
     assert check(MODEL, "external_mirrors_mirror", frozen)  # the owner is between its two writes
+
+
+def _walking(at: str, **changes: object) -> dict[str, int]:
+    """vCPU0 in a private write fault on g0 at fault step `at` (g0 not mapped unless `changes` map it)."""
+    return state(MODEL, {"fault.step[vcpu0]": at, "fault.gfn[vcpu0]": 0, "fault.is_private[vcpu0]": True,
+                         "fault.goal_level[vcpu0]": "PG_LEVEL_4K", "fault.write[vcpu0]": True, **changes})
+
+
+def test_the_walk_reads_iter_old_spte_before_the_cmpxchg_that_compares_against_it() -> None:
+    """tdx.walk = iter-old-spte: the read is a step, the cmpxchg another."""
+    walk = _walking("MAP")
+    assert step(C, walk, "tdp_mmu_link_sp(vcpu=0, gfn=0)") is None  # no cmpxchg at the walk itself
+    read = step(C, walk, "walk_top(vcpu=0, gfn=0)")
+    assert read is not None
+    assert labels(MODEL, read, "fault.step[vcpu0]", "mirror_spte_2m[g0]") == ("READ_TOP", "NONPRESENT")
+    linked = step(C, read, "tdp_mmu_link_sp(vcpu=0, gfn=0)")
+    assert linked is not None and labels(MODEL, linked, "mirror_spte_2m[g0]") == ("FROZEN",)
+    assert step(C, read, "tdp_mmu_link_sp_busy(vcpu=0, gfn=0)") is None  # the copy is current
+
+
+def test_a_stale_iter_old_spte_fails_the_cmpxchg_and_the_fault_retries() -> None:
+    """Another vCPU froze the 2M-level SPTE, or installed the 4K leaf, after vCPU0's walk
+    read it: vCPU0's cmpxchg fails (-EBUSY) and the fault ends (RET_PF_RETRY)."""
+    top = _walking("READ_TOP", **{"mirror_spte_2m[g0]": "FROZEN"})
+    assert step(C, top, "tdp_mmu_link_sp(vcpu=0, gfn=0)") is None
+    retried = step(C, top, "tdp_mmu_link_sp_busy(vcpu=0, gfn=0)")
+    assert retried is not None and labels(MODEL, retried, "fault.step[vcpu0]", "mirror_spte_2m[g0]") \
+        == ("IDLE", "FROZEN")
+    leaf = _walking("READ_LEAF", **{"mirror_spte_2m[g0]": "NONLEAF", "sept_2m[g0]": "NONLEAF",
+                                    "mirror_spte_4k[g0]": "LEAF"})
+    assert check(MODEL, "stale_iter_old_spte", leaf)  # the witness's state
+    assert not check(MODEL, "stale_iter_old_spte", _walking("READ_LEAF", **{"mirror_spte_2m[g0]": "NONLEAF"}))
+    assert step(C, leaf, "map_target_level(vcpu=0, gfn=0)") is None
+    retried = step(C, leaf, "map_target_level_busy(vcpu=0, gfn=0)")
+    assert retried is not None and labels(MODEL, retried, "fault.step[vcpu0]", "mirror_spte_4k[g0]") == ("IDLE", "LEAF")
+    fresh = _walking("READ_LEAF", **{"mirror_spte_2m[g0]": "NONLEAF", "sept_2m[g0]": "NONLEAF"})
+    assert step(C, fresh, "map_target_level_busy(vcpu=0, gfn=0)") is None
+    assert labels(MODEL, step(C, fresh, "map_target_level(vcpu=0, gfn=0)") or {}, "mirror_spte_4k[g0]") == ("FROZEN",)
+
+
+def test_a_present_to_present_write_compares_against_the_leaf_it_read() -> None:
+    """Guard spurious-check off: the walk reads the leaf with the other A/D state; if
+    another vCPU rewrote it since (now with the access's A/D state), the cmpxchg fails."""
+    walk = mapping(0, "MAP", **{"fault.write[vcpu0]": False})
+    read = step(C, walk, "walk_present(vcpu=0, gfn=0)")
+    assert read is not None and labels(MODEL, read, "fault.step[vcpu0]") == ("READ_PRESENT",)
+    assert step(C, read, "tdp_mmu_set_spte_atomic_busy(vcpu=0, gfn=0)") is None
+    rewritten = read | {"mirror_spte_dirty[g0]": 0}
+    assert step(C, rewritten, "tdp_mmu_set_spte_atomic(vcpu=0, gfn=0)") is None
+    retried = step(C, rewritten, "tdp_mmu_set_spte_atomic_busy(vcpu=0, gfn=0)")
+    assert retried is not None and labels(MODEL, retried, "fault.step[vcpu0]") == ("IDLE",)
+
+
+def test_v6_19_walks_and_compares_in_one_step() -> None:
+    """tdx.walk = read-at-cmpxchg: no read steps, and the cmpxchg is taken at the walk."""
+    coarse = build(["tdx", "guest"], Sizes(2, 1, 2), OPTIONS, frozenset({"spurious-check"}), profile=profile("v6.19"))
+    keys = set(coarse.by_key)
+    assert "tdp_mmu_link_sp(vcpu=0, gfn=0)" in keys and "map_target_level(vcpu=0, gfn=0)" in keys
+    for key in ("walk_top", "walk_leaf", "walk_present", "tdp_mmu_link_sp_busy", "map_target_level_busy"):
+        assert f"{key}(vcpu=0, gfn=0)" not in keys, key
+    f = coarse.field("fault.step[vcpu0]")
+    assert "READ_LEAF" not in {f.label(v) for v in f.domain.values()}
+    stale = next(i for i in CATALOGUE if i.name == "stale_iter_old_spte")  # a witness of one design only
+    assert stale.applies_to(MODEL.get()) and not stale.applies_to(coarse)
+    with pytest.raises(ModelError, match="no value 'iter_old_spte'"):
+        replace(stale, when=("tdx.walk=iter_old_spte",)).applies_to(coarse)

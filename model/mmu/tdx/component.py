@@ -10,7 +10,7 @@ from model.lang import Component, ModelBuilder, Option, OptionError, resolve, sh
 from ..sizes import Sizes
 from . import mirror_fault, propagation
 from .gmem import PINNING, GuestMemfd, PunchHole
-from .mirror_fault import MirrorFault
+from .mirror_fault import ITER_OLD_SPTE, WALK, MirrorFault
 from .propagation import CENTRAL, PROPAGATION, CentralPropagation
 from .sept import ExternalSept
 from .teardown import BUSY_RETRY, SeptTeardown
@@ -27,7 +27,7 @@ class TdxComponent(Component):
         "guest_memfd pages and pins with punch-hole, NX recovery and fast zaps"
     )
     requires = ("attributes",)
-    variants = (PINNING, BUSY_RETRY, PROPAGATION)
+    variants = (PINNING, BUSY_RETRY, PROPAGATION, WALK)
     options = (
         Option("max_punch_holes", int, 1, "fallocate(PUNCH_HOLE) calls allowed", minimum=0, maximum=2),
         Option("punch_holes", list, [],
@@ -48,8 +48,11 @@ class TdxComponent(Component):
         attrs = enabled["attributes"]
         refine = attrs.fault_refinement  # type: ignore[attr-defined]
         refine.locked_steps = mirror_fault.STEPS
-        if self.variant.is_("propagation", CENTRAL):
+        central, walk = self.variant.is_("propagation", CENTRAL), self.variant.is_("walk", ITER_OLD_SPTE)
+        if central:
             refine.locked_steps += propagation.STEPS
+        if walk:
+            refine.locked_steps += mirror_fault.READ_STEPS + (propagation.READ_STEPS if central else ())
         refine.private_walk_elsewhere = True
         refine.private_4k_only = True  # tdx_gmem_private_max_mapping_level()
         attrs.extra_invalidations = self.config["max_punch_holes"]  # type: ignore[attr-defined]
@@ -63,7 +66,7 @@ class TdxComponent(Component):
         self.gmem = GuestMemfd(b, sizes, self.punch_holes, self.config["max_punch_holes"],
                                pins=self.variant.is_("pinning", "get_page-until-remove"))
         self.fault.refine.gmem_get_pfn = self.gmem.get_pfn
-        self.mirror_fault = MirrorFault(b, self.fault, kvm.mirror, self.sept, self.gmem)
+        self.mirror_fault = MirrorFault(b, self.fault, kvm.mirror, self.sept, self.gmem, self.variant["walk"])
         self.central = CentralPropagation(self.mirror_fault, self.sept, self.gmem) \
             if self.variant.is_("propagation", CENTRAL) else None
         self.teardown = SeptTeardown(b, kvm.mirror, self.sept, self.gmem, self.mirror_fault.dirty,

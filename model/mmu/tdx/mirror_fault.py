@@ -12,6 +12,16 @@ Private memory is mapped at 4K only (tdx_gmem_private_max_mapping_level()), so t
 links the 4K table and installs a 4K leaf. Left out: tdx_handle_ept_violation()'s local
 retry loop (a retried fault here returns to the guest, which faults again), the
 pre-finalize premap path (TD build), fault->prefetch.
+
+Variant `tdx.walk`: the walk copies each SPTE into iter->old_spte and every cmpxchg
+compares against that copy. With `read-at-cmpxchg` the read and the cmpxchg are one step
+(the copy is never stale); with `iter-old-spte` the read is a step of its own (READ_TOP,
+READ_LEAF), so another vCPU can change the SPTE in between and the cmpxchg fails:
+tdp_mmu_link_sp() / tdp_mmu_set_spte_atomic() return -EBUSY and the fault RET_PF_RETRY.
+A decision the walk takes on the copy alone (frozen: retry; present: spurious) needs no
+second step. Left out with `iter-old-spte`: a table zapped and linked again between the
+read and the cmpxchg (the copy's table is gone, the model sees "a" table), and the
+huge-page series' 2M walk, which still reads at its cmpxchg.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import z3
 
-from model.lang import BOOL, Family, Field, ModelBuilder, Step, kernel
+from model.lang import BOOL, Family, Field, ModelBuilder, Step, Variant, VariantValue, kernel
 
 from ..fault import FaultPath, vcpu_actor
 from ..sizes import Sizes
@@ -40,6 +50,26 @@ STEPS = (
 )
 OWNS_TOP = ("FROZEN_TOP", "LINKED_TOP", "RESTORE_TOP")
 OWNS_LEAF = ("FROZEN_LEAF", "AUGED", "RESTORE_LEAF")
+# the walk's own reads, with tdx.walk = iter-old-spte (a read owns nothing)
+READ_STEPS = (
+    "READ_TOP",  # iter->old_spte of the 2M-level SPTE read non-present; next: tdp_mmu_link_sp()'s cmpxchg
+    "READ_LEAF",  # iter->old_spte of the 4K SPTE read non-present; next: the target level's cmpxchg
+)
+
+WALK = Variant("walk", "whether kvm_tdp_mmu_map()'s read of a mirror SPTE into iter->old_spte is a step "
+               "apart from the try_cmpxchg64() that compares against it", (
+    VariantValue("read-at-cmpxchg", "v6.16",
+                 "arch/x86/kvm/mmu/tdp_mmu.c at v6.16: kvm_tdp_mmu_map() and tdp_mmu_map_handle_target_level() "
+                 "give up with RET_PF_RETRY when the cmpxchg fails, as when the walk had read the new value",
+                 "the walk reads the SPTE in the step that compares-and-swaps it, so the copy is never stale "
+                 "(the coarser model, kept by v6.16 and v6.19 so their figures stay as they were)"),
+    VariantValue("iter-old-spte", "v7.2",
+                 "02eaaffdd865 KVM: x86/mmu: Update iter->old_spte if cmpxchg64 on mirror SPTE \"fails\"; "
+                 "291bcb3a7583 KVM: x86/mmu: Plumb param \"old_spte\" into kvm_x86_ops.set_external_spte()",
+                 "the walk copies the SPTE into iter->old_spte in a step of its own; the cmpxchg compares "
+                 "against the copy and fails on a stale one (RET_PF_RETRY)"),
+))
+ITER_OLD_SPTE = "iter-old-spte"
 
 
 def per_fault(b: ModelBuilder, sizes: Sizes, actions: Sequence[tuple[Callable[..., Step], str | None]]) -> None:
@@ -55,9 +85,10 @@ def per_fault(b: ModelBuilder, sizes: Sizes, actions: Sequence[tuple[Callable[..
 
 class MirrorFault:
     def __init__(self, b: ModelBuilder, fault: FaultPath, mirror: Root, sept: ExternalSept,
-                 gmem: GuestMemfd) -> None:
+                 gmem: GuestMemfd, walk: str) -> None:
         self.fault, self.mirror, self.sept, self.gmem = fault, mirror, sept, gmem
         self.sizes = fault.sizes
+        self.iter_copy = walk == ITER_OLD_SPTE  # tdx.walk
         self.owns_top_steps: tuple[str, ...] = OWNS_TOP  # huge pages add their own
         self.owns_leaf_steps: tuple[str, ...] = OWNS_LEAF  # so does set_external_spte(old, new)
         # set_external_spte_present() refuses a present old SPTE; set_external_spte(old,
@@ -128,7 +159,19 @@ class MirrorFault:
         ]
         if not self.spurious_check and self.was_present_bug:
             actions.append((self.set_external_spte_present_was_present, None))
+        if self.iter_copy:
+            actions += [(self.walk_top, None), (self.tdp_mmu_link_sp_busy, None), (self.walk_leaf, None),
+                        (self.map_target_level_busy, None)]
         per_fault(b, self.sizes, actions)
+
+    def read(self, vcpu: int, gfn: int, step: str, walked: z3.BoolRef) -> z3.BoolRef:
+        """Where the cmpxchg of the walk's copy happens: at the walk itself
+        (read-at-cmpxchg, `walked` is the SPTE value it needs), or at the READ step the
+        walk left (iter-old-spte; the copy held the value `walked` asked for)."""
+        return self._at(vcpu, step, gfn) if self.iter_copy else walked
+
+    def _read(self, vcpu: int, gfn: int, step: str, walked: z3.BoolRef, what: str) -> Step:
+        return Step(f"kvm_tdp_mmu_map(mirror, g{gfn}): iter->old_spte = {what}", walked, self._goto(vcpu, step))
 
     # -- linking the 4K table -------------------------------------------------------
 
@@ -139,13 +182,35 @@ class MirrorFault:
         freezes it with try_cmpxchg64(sptep, &old, FROZEN_SPTE). Without guard `freeze`
         the non-leaf value is written at once, before TDH.MEM.SEPT.ADD (the design the
         freeze replaced)."""
-        at, top, _ = self.walk_at(vcpu, gfn)
         topf = self.mirror.top(gfn)
         new = SPTE_2M.FROZEN if self.freeze else SPTE_2M.NONLEAF
         what = "try_cmpxchg64(FROZEN_SPTE)" if self.freeze else "write non-leaf (no freeze)"
         region = self.sizes.region_labels()[self.sizes.region_of(gfn)]
-        return Step(f"tdp_mmu_link_sp(mirror, 2M@{region}): {what}",
-                    z3.And(at, top == SPTE_2M.NONPRESENT), {topf: new, **self._goto(vcpu, "FROZEN_TOP")})
+        guard = z3.And(self.read(vcpu, gfn, "READ_TOP", self._top_absent(vcpu, gfn)), topf.var == SPTE_2M.NONPRESENT)
+        return Step(f"tdp_mmu_link_sp(mirror, 2M@{region}): {what}", guard,
+                    {topf: new, **self._goto(vcpu, "FROZEN_TOP")})
+
+    def _top_absent(self, vcpu: int, gfn: int) -> z3.BoolRef:
+        at, top, _ = self.walk_at(vcpu, gfn)
+        return z3.And(at, top == SPTE_2M.NONPRESENT)
+
+    @kernel("kvm_tdp_mmu_map")
+    def walk_top(self, vcpu: int, gfn: int) -> Step:
+        """tdx.walk = iter-old-spte: kvm_tdp_mmu_map()'s walk reads the 2M-level mirror
+        SPTE into iter->old_spte and finds it non-present: a table is to be linked. Left
+        out: tdp_mmu_alloc_sp() (the model's tables are preallocated)."""
+        return self._read(vcpu, gfn, "READ_TOP", self._top_absent(vcpu, gfn), "2M non-present")
+
+    @kernel("tdp_mmu_link_sp")
+    def tdp_mmu_link_sp_busy(self, vcpu: int, gfn: int) -> Step:
+        """tdx.walk = iter-old-spte: the 2M-level SPTE changed since the walk read it
+        (another vCPU froze or linked it), so try_cmpxchg64() against iter->old_spte
+        fails, tdp_mmu_link_sp() returns -EBUSY and kvm_tdp_mmu_map() RET_PF_RETRY.
+        Left out: tdp_mmu_free_sp() of the unused table."""
+        topf = self.mirror.top(gfn)
+        return Step("tdp_mmu_link_sp(): try_cmpxchg64() fails (stale iter->old_spte) -> -EBUSY; RET_PF_RETRY; "
+                    "read_unlock", z3.And(self._at(vcpu, "READ_TOP", gfn), topf.var != SPTE_2M.NONPRESENT),
+                    self.fault.done(vcpu))
 
     def _sept_add(self, vcpu: int, gfn: int) -> tuple[z3.BoolRef, Field, str]:
         region = self.sizes.region_of(gfn)
@@ -215,8 +280,8 @@ class MirrorFault:
     def map_target_level(self, vcpu: int, gfn: int) -> Step:
         """tdp_mmu_map_handle_target_level() at 4K over a non-present SPTE:
         tdp_mmu_set_spte_atomic() -> set_external_spte_present() freezes it. Without guard
-        `freeze` the leaf is written at once, before TDH.MEM.PAGE.AUG."""
-        at, top, leaf = self.walk_at(vcpu, gfn)
+        `freeze` the leaf is written at once, before TDH.MEM.PAGE.AUG. The cmpxchg compares
+        against iter->old_spte: read in this step, or at READ_LEAF (tdx.walk)."""
         f = self.mirror.spte_4k[gfn]
         effect: dict[Field, object] = self._goto(vcpu, "FROZEN_LEAF")
         if self.freeze:
@@ -225,7 +290,35 @@ class MirrorFault:
             effect |= {f: SPTE_4K.LEAF, self.dirty[gfn]: self.write[vcpu].var}
         what = "try_cmpxchg64(FROZEN_SPTE)" if self.freeze else "write leaf (no freeze)"
         return Step(f"tdp_mmu_map_handle_target_level(mirror, g{gfn}, 4K): {what}",
-                    z3.And(at, top == SPTE_2M.NONLEAF, leaf == SPTE_4K.NONPRESENT), effect)
+                    z3.And(self.read(vcpu, gfn, "READ_LEAF", self._leaf_absent(vcpu, gfn)), self.leaf_linked(gfn)),
+                    effect)
+
+    def _leaf_absent(self, vcpu: int, gfn: int) -> z3.BoolRef:
+        at, _, _ = self.walk_at(vcpu, gfn)
+        return z3.And(at, self.leaf_linked(gfn))
+
+    def leaf_linked(self, gfn: int) -> z3.BoolRef:
+        """The 4K SPTE is non-present in a linked table (a table zapped from under the
+        walk has its children FROZEN_SPTE for good, so a cmpxchg in it fails)."""
+        return z3.And(self.mirror.top(gfn).var == SPTE_2M.NONLEAF, self.mirror.spte_4k[gfn].var == SPTE_4K.NONPRESENT)
+
+    @kernel("kvm_tdp_mmu_map")
+    def walk_leaf(self, vcpu: int, gfn: int) -> Step:
+        """tdx.walk = iter-old-spte: kvm_tdp_mmu_map()'s walk reaches the 4K level, reads
+        the mirror SPTE into iter->old_spte and finds it non-present: the leaf is to be
+        installed. Left out: the RCU read section (nothing is freed under the model's walk)."""
+        return self._read(vcpu, gfn, "READ_LEAF", self._leaf_absent(vcpu, gfn), "4K non-present")
+
+    @kernel("tdp_mmu_map_handle_target_level")
+    def map_target_level_busy(self, vcpu: int, gfn: int) -> Step:
+        """tdx.walk = iter-old-spte: the 4K SPTE changed since the walk read it (another
+        vCPU froze or installed it, or its table was zapped), so try_cmpxchg64() against
+        iter->old_spte fails: tdp_mmu_set_spte_atomic() returns -EBUSY and
+        tdp_mmu_map_handle_target_level() RET_PF_RETRY. Left out: the refreshed
+        iter->old_spte, which a fault that gives up never reads."""
+        return Step("tdp_mmu_set_spte_atomic(): try_cmpxchg64() fails (stale iter->old_spte) -> -EBUSY; "
+                    "RET_PF_RETRY; read_unlock",
+                    z3.And(self._at(vcpu, "READ_LEAF", gfn), z3.Not(self.leaf_linked(gfn))), self.fault.done(vcpu))
 
     def _aug(self, vcpu: int, gfn: int) -> tuple[z3.BoolRef, str]:
         return self._at(vcpu, "FROZEN_LEAF", gfn), f"TDH.MEM.PAGE.AUG(g{gfn}) for vCPU{vcpu}"

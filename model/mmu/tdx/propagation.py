@@ -56,6 +56,9 @@ STEPS = (
     "REMOVED_PRESENT",  # tdx_sept_remove_leaf_spte() succeeded; next: write the new leaf
     "RESTORE_PRESENT",  # it failed; next: write back the old leaf
 )
+# with tdx.walk = iter-old-spte: the walk read a present leaf whose A/D state differs
+# from the new SPTE's (guard spurious-check off); next: the cmpxchg against that copy
+READ_STEPS = ("READ_PRESENT",)
 
 
 class CentralPropagation:
@@ -73,6 +76,8 @@ class CentralPropagation:
         actions: list[tuple[Callable[..., Step], str | None]] = []
         if not self.mf.spurious_check:
             actions.append((self.tdp_mmu_set_spte_atomic, None))
+            if self.mf.iter_copy:
+                actions += [(self.walk_present, None), (self.tdp_mmu_set_spte_atomic_busy, None)]
         actions += [(self.tdx_sept_remove_leaf_spte, MODULE), (self.tdx_sept_remove_leaf_spte_busy, MODULE),
                     (self.tdx_sept_remove_leaf_spte_error, MODULE), (self.write_new_leaf, None),
                     (self.restore_old_leaf, None)]
@@ -84,19 +89,45 @@ class CentralPropagation:
     def _goto(self, v: int, step: str) -> dict[Field, object]:
         return {self.fault.step[v]: self.fault.steps.code(step)}
 
+    def _other_ad(self, vcpu: int, gfn: int) -> z3.BoolRef:
+        """The 4K mirror leaf is present with an A/D state other than the one the
+        vCPU's access gives make_spte()."""
+        return z3.And(self.mirror.top(gfn).var == SPTE_2M.NONLEAF, self.mirror.spte_4k[gfn].var == SPTE_4K.LEAF,
+                      self.mf.dirty[gfn].var != self.mf.write[vcpu].var)
+
+    def _walked_other_ad(self, vcpu: int, gfn: int) -> z3.BoolRef:
+        at, _, _ = self.mf.walk_at(vcpu, gfn)
+        return z3.And(at, self._other_ad(vcpu, gfn))
+
     @kernel("tdp_mmu_set_spte_atomic")
     def tdp_mmu_set_spte_atomic(self, vcpu: int, gfn: int) -> Step:
         """Without guard `spurious-check`: the fault finds a present leaf whose A/D state
         differs from the SPTE make_spte() gives, and tdp_mmu_set_spte_atomic() freezes the
-        mirror SPTE (try_cmpxchg64 against iter->old_spte) to write the new value. Left
-        out: a compare against a stale iter->old_spte (the walk and the cmpxchg are one
-        step here, so the copy is never stale)."""
-        at, _, _ = self.mf.walk_at(vcpu, gfn)
+        mirror SPTE (try_cmpxchg64 against iter->old_spte) to write the new value: at the
+        walk's read (tdx.walk = read-at-cmpxchg) or after it (iter-old-spte)."""
         leaf = self.mirror.spte_4k[gfn]
-        guard = z3.And(at, self.mirror.top(gfn).var == SPTE_2M.NONLEAF, leaf.var == SPTE_4K.LEAF,
-                       self.mf.dirty[gfn].var != self.mf.write[vcpu].var)
+        guard = z3.And(self.mf.read(vcpu, gfn, "READ_PRESENT", self._walked_other_ad(vcpu, gfn)),
+                       self._other_ad(vcpu, gfn))
         return Step(f"tdp_mmu_set_spte_atomic(mirror, g{gfn}, present -> present): try_cmpxchg64(FROZEN_SPTE)",
                     guard, {leaf: SPTE_4K.FROZEN, **self._goto(vcpu, "FROZEN_PRESENT")})
+
+    @kernel("kvm_tdp_mmu_map")
+    def walk_present(self, vcpu: int, gfn: int) -> Step:
+        """tdx.walk = iter-old-spte, without guard `spurious-check`: kvm_tdp_mmu_map()'s
+        walk reads the present 4K leaf, with the other A/D state, into iter->old_spte.
+        Left out: the A/D bits themselves (the copy is "the other state than the access's")."""
+        return Step(f"kvm_tdp_mmu_map(mirror, g{gfn}): iter->old_spte = 4K leaf (other A/D)",
+                    self._walked_other_ad(vcpu, gfn), self._goto(vcpu, "READ_PRESENT"))
+
+    @kernel("tdp_mmu_set_spte_atomic")
+    def tdp_mmu_set_spte_atomic_busy(self, vcpu: int, gfn: int) -> Step:
+        """tdx.walk = iter-old-spte: the leaf changed since the walk read it (another
+        vCPU froze or rewrote it), so try_cmpxchg64() against iter->old_spte fails and
+        tdp_mmu_set_spte_atomic() returns -EBUSY: RET_PF_RETRY. Left out: the refreshed copy, which nobody reads."""
+        return Step("tdp_mmu_set_spte_atomic(): try_cmpxchg64() fails (stale iter->old_spte) -> -EBUSY; "
+                    "RET_PF_RETRY; read_unlock",
+                    z3.And(self._at(vcpu, "READ_PRESENT", gfn), z3.Not(self._other_ad(vcpu, gfn))),
+                    self.fault.done(vcpu))
 
     def removal(self, gfns: list[int]) -> dict[Field, object]:
         """tdx_sept_remove_leaf_spte() of every present S-EPT leaf in `gfns`, each run to
