@@ -24,7 +24,7 @@ def test_a_large_world_left_out_has_the_actions_of_its_small_version() -> None:
     for large, small in SMALLER.items():
         a, b = shipped_model(large)[0], shipped_model(small)[0]
         assert {x.name for x in a.actions} <= {x.name for x in b.actions}  # v6.16's pins: the B-specs
-        assert {x.name for x in shipped_model(large)[1]} == {x.name for x in shipped_model(small)[1]}
+        assert {x.name for x in shipped_model(large)[1]} <= {x.name for x in shipped_model(small)[1]}
 
 
 def _z3_model(model, values):  # type: ignore[no-untyped-def]
