@@ -64,6 +64,6 @@ INVARIANTS = (
         "promotion_succeeded", Kind.SOMETIMES,
         "TDH.MEM.PAGE.PROMOTE merged a full 4K table into a 2M leaf for a faulting vCPU",
         "tdp_mmu_merge_private_spt() (Isaku Yamahata, v6 13/16)",
-        ("tdx_huge",), _promotion_succeeded,
+        ("tdx_huge",), _promotion_succeeded, when=("tdx_huge.promotion=tdp_mmu_merge_private_spt",),
     ),
 )

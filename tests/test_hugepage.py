@@ -3,6 +3,8 @@ the ACCEPT-level EPT violation, GUEST_INHIBIT, and the huge-page invariants."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from checker.compile import compile_model
@@ -278,3 +280,22 @@ def test_no_huge_page_invariant_is_decided_by_the_domains_alone() -> None:
     bounds = [i.bind(MODEL) for i in applicable(CATALOGUE, MODEL) if "tdx" in i.requires or "tdx_huge" in i.requires]
     assert {"huge_leaf_accepted_at_2m", "demotion_for_4k_accept", "promotion_succeeded"} <= {b.name for b in bounds}
     assert vacuous(MODEL, bounds) == []
+
+
+NO_PROMOTION = Lazy(lambda: build(["tdx_huge"], Sizes(2, 1, 2), OPTIONS, profile=replace(
+    PROFILE.get(), variants={**PROFILE.get().variants, "tdx_huge.promotion": "none"})))
+C_NO_PROMOTION = Lazy(lambda: compile_model(NO_PROMOTION.get()))
+
+
+def test_without_promotion_a_2m_goal_over_any_mirror_table_steps_down() -> None:
+    """tdx_huge.promotion = none (RFC v5 31/45): a full 4K table is not merged either;
+    disallowed_hugepage_adjust() steps down, and the merge's actions and witness are gone."""
+    walk = {**TABLE, "fault.step[vcpu0]": "MAP", "fault.is_private[vcpu0]": True,
+            "fault.goal_level[vcpu0]": "PG_LEVEL_2M"}
+    down = step(C_NO_PROMOTION, state(NO_PROMOTION, walk), "disallowed_hugepage_adjust(vcpu=0, gfn=0)")
+    assert down is not None and labels(NO_PROMOTION, down, "fault.goal_level[vcpu0]") == ("PG_LEVEL_4K",)
+    keys = set(NO_PROMOTION.get().by_key)
+    assert not any(k.startswith(("tdp_mmu_merge_private_spt", "merge_")) for k in keys)
+    assert "tdp_mmu_merge_private_spt(vcpu=0, gfn=0)" in MODEL.get().by_key
+    names = {i.name for i in applicable(CATALOGUE, NO_PROMOTION.get())}
+    assert "promotion_succeeded" not in names and "demotion_for_4k_accept" in names

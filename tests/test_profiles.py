@@ -311,3 +311,15 @@ def test_each_component_is_in_some_shipped_profile() -> None:
     having = {c for n in profiles.shipped() for c in profiles.load(n).components}
     assert having == set(COMPONENTS)
     assert (ROOT / "model" / "profiles" / f"{profiles.DEFAULT}.toml").is_file()
+
+
+def test_a_profile_the_expectation_does_not_name_explores_without_its_witnesses(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """tdx-hugepage-small-default expects promotion_succeeded under tdx-hugepage-rfc-v3; under
+    a profile without promotion that witness does not apply, and the run still builds."""
+    mine = tmp_path / "no-promotion.toml"
+    mine.write_text('kernel = "k"\nsummary = "s"\nsources = ["x"]\nbase = "tdx-hugepage-rfc-v3"\n'
+                    '[variants]\n"tdx_huge.promotion" = "none"\n')
+    code, out, err = run(capsys, "list", "actions", "--spec", "tdx-hugepage-small-default", "--profile", str(mine))
+    assert code == 0, err
+    assert "disallowed_hugepage_adjust(vcpu=0, gfn=0)" in out and "tdp_mmu_merge_private_spt" not in out

@@ -25,7 +25,20 @@ from typing import Any
 
 import z3
 
-from model.lang import BOOL, Component, Family, Field, IntDomain, ModelBuilder, Step, choose, kernel, resolve
+from model.lang import (
+    BOOL,
+    Component,
+    Family,
+    Field,
+    IntDomain,
+    ModelBuilder,
+    Step,
+    Variant,
+    VariantValue,
+    choose,
+    kernel,
+    resolve,
+)
 
 from ..fault import vcpu_actor
 from ..guest import GuestComponent, Td
@@ -42,10 +55,25 @@ ELSEWHERE = ("ACCEPT_LEVEL", "SPLIT", "MERGE_WAIT", "MERGE")
 # the steps where a vCPU waits for mmu_lock held for write
 WAITS_FOR_WRITE_LOCK = ("ACCEPT_LEVEL", "MERGE_WAIT")
 
+PROMOTION = Variant("promotion", "what a 2M fault does over a present 4K mirror table", (
+    VariantValue("tdp_mmu_merge_private_spt", "RFC v3",
+                 "Isaku Yamahata's tdp_mmu_merge_private_spt() (KVM TDX v6 13-14/16) with Yan Zhao's RFC v2/v3 "
+                 "<20260106101646.24809-1-yan.y.zhao@intel.com>",
+                 "a full table is promoted (TDH.MEM.PAGE.PROMOTE under the write lock); "
+                 "disallowed_hugepage_adjust() steps down only for a table with a non-present child"),
+    VariantValue("none", "RFC v5",
+                 "v5 31/45 KVM: x86/mmu: Prevent hugepage promotion for mirror roots in fault path "
+                 "<20260129011517.3545883-1-seanjc@google.com>; Sean Christopherson on v3 06/24 "
+                 "<aXeRf4Jw6-Sl1JCe@google.com>",
+                 "disallowed_hugepage_adjust() steps down for any present mirror child table; nothing promotes"),
+))
+MERGE = "tdp_mmu_merge_private_spt"
+
 
 class HugeMirror:
-    def __init__(self, b: ModelBuilder, tdx: TdxComponent, td: Td) -> None:
+    def __init__(self, b: ModelBuilder, tdx: TdxComponent, td: Td, promotion: str) -> None:
         self.tdx, self.td = tdx, td
+        self.promotes = promotion == MERGE  # tdx_huge.promotion
         self.fault, self.mf, self.sept, self.z = tdx.fault, tdx.mirror_fault, tdx.sept, tdx.teardown
         self.mirror, self.gmem, self.lock = tdx.kvm.mirror, tdx.gmem, tdx.kvm.lock
         self.attrs = tdx.kvm.attrs
@@ -147,7 +175,7 @@ class HugeMirror:
                 for action in (self.tdh_mem_page_aug_2m, self.tdh_mem_page_aug_2m_busy,
                                self.tdh_mem_page_aug_2m_error):
                     b.action(action, MODULE, actor, vcpu=v, gfn=g)
-                if self.adjust_guard:
+                if self.adjust_guard and self.promotes:
                     b.action(self.tdp_mmu_merge_private_spt, actor, vcpu=v, gfn=g)
                     b.action(self.tdp_mmu_merge_private_spt_locked, actor, vcpu=v, gfn=g)
                     b.action(self.merge_gone, actor, vcpu=v, gfn=g)
@@ -233,15 +261,18 @@ class HugeMirror:
     def disallowed_hugepage_adjust(self, vcpu: int, gfn: int) -> Step:
         """kvm_tdp_mmu_map() at a 2M goal finds a present non-leaf. With guard
         `mirror-hugepage-adjust`, disallowed_hugepage_adjust() fires for a mirror SP with a
-        non-present child: goal_level drops to 4K. Without it, the generic path replaces
-        the table with a huge leaf: tdp_mmu_set_spte_atomic() -> set_external_spte_present()
-        on a present SPTE, KVM_BUG_ON(was_present)."""
+        non-present child (tdx_huge.promotion = tdp_mmu_merge_private_spt: a full table is
+        promoted instead), or for any mirror SP (none, RFC v5): goal_level drops to 4K.
+        Without the guard, the generic path replaces the table with a huge leaf:
+        tdp_mmu_set_spte_atomic() -> set_external_spte_present() on a present SPTE,
+        KVM_BUG_ON(was_present)."""
         at, top, _ = self.mf.walk_at(vcpu, gfn, "PG_LEVEL_2M")
         r, _, label = self._region(gfn)
         present = z3.And(at, top == SPTE_2M.NONLEAF)
         if self.adjust_guard:
-            return Step(f"disallowed_hugepage_adjust({label}): goal_level = 4K",
-                        z3.And(present, z3.Not(self._full(r))), {self.fault.goal_level[vcpu]: LEVEL.PG_LEVEL_4K})
+            guard = z3.And(present, z3.Not(self._full(r))) if self.promotes else present
+            return Step(f"disallowed_hugepage_adjust({label}): goal_level = 4K", guard,
+                        {self.fault.goal_level[vcpu]: LEVEL.PG_LEVEL_4K})
         return Step(f"tdp_mmu_set_spte_atomic({label}, huge leaf over table): KVM_BUG_ON(was_present)",
                     present, {**self.sept.bug(), **self.fault.done(vcpu)})
 
@@ -443,6 +474,7 @@ class TdxHugeComponent(Component):
         "boundary-crossing leaves before a partial conversion, and promotion of full 4K tables"
     )
     requires = ("guest",)
+    variants = (PROMOTION,)
 
     def __init__(self, sizes: Sizes, options: Mapping[str, Any]) -> None:
         self.sizes = sizes
@@ -460,7 +492,7 @@ class TdxHugeComponent(Component):
     def declare(self, b: ModelBuilder, deps: Mapping[str, Component]) -> None:
         tdx, guest = deps["tdx"], deps["guest"]
         assert isinstance(tdx, TdxComponent) and isinstance(guest, GuestComponent)
-        self.mirror = HugeMirror(b, tdx, guest.td)
+        self.mirror = HugeMirror(b, tdx, guest.td, self.variant["promotion"])
         self.ops = Sept2mOps(tdx.teardown)
 
     def define(self, b: ModelBuilder) -> None:
