@@ -7,13 +7,17 @@ the cycle also takes a step in it (otherwise the cycle only shows a thread that 
 scheduled). Fairness is per process (`Action.process`): an actor's own steps, and for a
 vCPU also the TDX module's answers to its SEAMCALLs, since it is blocked in them. A state
 where the actor waits and nothing at all can happen counts as a cycle of length zero
-(stuttering), as in TLC.
+(stuttering), as in TLC. An action marked strong (`Action.strong`: the TDX module's
+success answer, which BUSY may delay but not forever) is *strongly fair*: a cycle that
+passes a state where it is enabled must take it.
 
 This runs after a complete breadth-first search, on the graph of every explored state:
 edges are recomputed from the levels the engine kept, and the strongly connected
 components of the waiting states come from networkx. An SCC contains a weakly fair
 cycle exactly when each actor either steps inside it or is disabled in one of its
-states; the cycle shown then passes through such a step or state for every actor.
+states; the cycle shown then passes through such a step or state for every actor. With
+strong actions, a component where one is enabled but never taken inside loses the states
+that enable it and is split again (the Streett refinement) before that test.
 The lasso reported has the shortest prefix (its first state is the shallowest one of
 any fair component); its cycle is built from shortest paths inside the component.
 """
@@ -102,12 +106,13 @@ def find_lassos(compiled: Compiled, result: SearchResult, bounds: Iterable[Bound
     graph = state_graph(compiled, result)
     actors = sorted({a.process for a in model.actions})  # weak fairness is per process
     actor_id = np.array([actors.index(a.process) for a in model.actions], np.int64)
+    strong_on = _strong_enabled(graph, [a.id for a in model.actions if a.strong])
     out: list[Lasso] = []
     for bound in progress:
         found = []
         for who, term in bound.waiting:
             waits = compile_predicate(model, f"{bound.name}[{who}]", term)(graph.states)
-            lasso = _lasso(graph, waits, actor_id, len(actors))
+            lasso = _lasso(graph, waits, actor_id, len(actors), strong_on)
             if lasso is not None:
                 found.append((lasso[0], who, lasso[1]))
         if found:
@@ -118,8 +123,22 @@ def find_lassos(compiled: Compiled, result: SearchResult, bounds: Iterable[Bound
     return out
 
 
-def _lasso(g: StateGraph, waits: np.ndarray, actor_id: np.ndarray, n_actors: int) -> tuple[int, list[int]] | None:
-    """(entry state, cycle's action ids) of the fair waiting cycle with the shallowest entry."""
+def _strong_enabled(g: StateGraph, strong: list[int]) -> dict[int, set[int]]:
+    """For each strongly fair action, the states it is enabled in."""
+    if not strong:
+        return {}
+    mask = np.isin(g.action, strong)
+    out: dict[int, set[int]] = {a: set() for a in strong}
+    for s, a in zip(g.src[mask].tolist(), g.action[mask].tolist(), strict=True):
+        out[a].add(s)
+    return out
+
+
+def _lasso(g: StateGraph, waits: np.ndarray, actor_id: np.ndarray, n_actors: int,
+           strong_on: dict[int, set[int]] | None = None) -> tuple[int, list[int]] | None:
+    """(entry state, cycle's action ids) of the fair waiting cycle with the shallowest
+    entry; `strong_on` gives the states where each strongly fair action is enabled."""
+    strong_on = strong_on or {}
     n = len(g.states)
     edge_actor = actor_id[g.action]
     # enabled[s, a]: actor a has some step from state s
@@ -141,9 +160,12 @@ def _lasso(g: StateGraph, waits: np.ndarray, actor_id: np.ndarray, n_actors: int
     for k, members in enumerate(nx.strongly_connected_components(h)):
         checkpoint()
         comp[list(members)] = k
+    if strong_on:
+        comp = _strongly_fair(h, comp, src, dst, act, strong_on)
+    nodes = nodes[comp[nodes] >= 0]
     ncomp = int(comp.max()) + 1
     if ncomp:
-        internal = comp[src] == comp[dst]
+        internal = (comp[src] == comp[dst]) & (comp[src] >= 0)
         isrc, idst, iact = src[internal], dst[internal], act[internal]
         size = np.bincount(comp[nodes], minlength=ncomp)
         looped = np.zeros(ncomp, dtype=bool)
@@ -166,16 +188,82 @@ def _lasso(g: StateGraph, waits: np.ndarray, actor_id: np.ndarray, n_actors: int
             for s, d, a in sorted(zip(isrc[mine].tolist(), idst[mine].tolist(), iact[mine].tolist(), strict=True)):
                 steps.setdefault(int(actor_id[a]), []).append((s, d, a))
             somewhere = enabled_count[best] > 0
-            candidates.append((entry, _fair_cycle(h, entry, members, steps, somewhere, enabled, actor_id)))
+            must = {a: [e for e in zip(isrc[mine].tolist(), idst[mine].tolist(), iact[mine].tolist(), strict=True)
+                        if e[2] == a] for a, on in strong_on.items() if on & members}
+            candidates.append((entry, _fair_cycle(h, entry, members, steps, somewhere, enabled, actor_id, must)))
     return min(candidates, key=lambda c: c[0]) if candidates else None
+
+
+def _strongly_fair(h: nx.DiGraph, comp: np.ndarray, src: np.ndarray, dst: np.ndarray, act: np.ndarray,
+                   strong_on: dict[int, set[int]]) -> np.ndarray:
+    """`comp` (a component label per state, -1 outside `h`) with each cyclic component
+    that passes a strong action by split again (`_strongly_fair_components`); the states
+    it drops get -1. Most components pass nothing by, and are found so in bulk."""
+    ncomp = int(comp.max()) + 1
+    labelled = comp[comp >= 0]
+    internal = comp[src] == comp[dst]
+    cyclic = np.bincount(labelled, minlength=ncomp) > 1
+    cyclic[comp[src[internal & (src == dst)]]] = True
+    missed: set[int] = set()
+    for a, on in strong_on.items():
+        states = np.fromiter(on, np.int64, len(on))
+        enabled_in = np.unique(comp[states[comp[states] >= 0]])
+        taken_in = np.unique(comp[src[internal & (act == a)]])
+        missed |= set(np.setdiff1d(enabled_in[cyclic[enabled_in]], taken_in).tolist())
+    out = comp.copy()
+    label = ncomp
+    # the edges inside each component, grouped by component
+    isrc, idst, iact = src[internal], dst[internal], act[internal]
+    order = np.argsort(comp[isrc], kind="stable")
+    isrc, idst, iact = isrc[order], idst[order], iact[order]
+    bounds = np.searchsorted(comp[isrc], np.arange(ncomp + 1))
+    for c in sorted(missed):
+        members = set(np.flatnonzero(comp == c).tolist())
+        out[list(members)] = -1
+        lo, hi = bounds[c], bounds[c + 1]
+        edges = (isrc[lo:hi], idst[lo:hi], iact[lo:hi])
+        for sub in _strongly_fair_components(h.subgraph(members), edges, strong_on):
+            out[list(sub)] = label
+            label += 1
+    return out
+
+
+def _strongly_fair_components(h: nx.DiGraph, edges: tuple[np.ndarray, np.ndarray, np.ndarray],
+                              strong_on: dict[int, set[int]]) -> list[set[int]]:
+    """The strongly connected components of `h`, each split until every strong action
+    enabled in one of its states is taken on one of its edges: the states enabling one
+    that is not are dropped and what remains is decomposed again. Components without a
+    cycle are kept as they are (a state where nothing can happen is judged elsewhere)."""
+    out: list[set[int]] = []
+    work = [set(c) for c in nx.strongly_connected_components(h)]
+    while work:
+        checkpoint()
+        members = work.pop()
+        cyclic = len(members) > 1 or any(h.has_edge(s, s) for s in members)
+        if not cyclic or not strong_on:
+            out.append(members)
+            continue
+        src, dst, act = edges
+        ids = np.fromiter(members, np.int64, len(members))
+        taken = set(act[np.isin(src, ids) & np.isin(dst, ids)].tolist())
+        missed = [a for a, on in strong_on.items() if on & members and a not in taken]
+        if not missed:
+            out.append(members)
+            continue
+        rest = members - set().union(*(strong_on[a] for a in missed))
+        work += [set(c) for c in nx.strongly_connected_components(h.subgraph(rest))]
+    return sorted(out, key=min)
 
 
 def _fair_cycle(
     h: nx.DiGraph, entry: int, members: set[int], steps: dict[int, list[tuple[int, int, int]]],
     somewhere: np.ndarray, enabled: np.ndarray, actor_id: np.ndarray,
+    must: dict[int, list[tuple[int, int, int]]],
 ) -> list[int]:
     """A cycle from `entry` back to it, inside `members`, that is weakly fair: each actor
-    enabled somewhere in the component steps on it, or is disabled in one of its states."""
+    enabled somewhere in the component steps on it, or is disabled in one of its states;
+    and strongly fair: each strong action enabled in the component (`must`, with its
+    edges inside it) is taken on it."""
     path: list[int] = []  # action ids
     visited = [entry]
     current = entry
@@ -202,6 +290,14 @@ def _fair_cycle(
             current = step[1]
         else:
             walk({s for s in members if not enabled[s, a]})
+    for a, edges in sorted(must.items()):
+        if a in path:
+            continue
+        walk({e[0] for e in edges})
+        step = next(e for e in edges if e[0] == current)
+        path.append(step[2])
+        visited.append(step[1])
+        current = step[1]
     if not path:
         first = min(v for v in h.successors(entry) if v in members)
         path.append(h.edges[entry, first]["action"])

@@ -42,19 +42,28 @@ class Invariant:
     # decided by the kernel's constants (masks, values) in each configuration, so it
     # cannot fail in some models; a guard switched off is what makes it fail
     constant: bool = False
-    # variant values the formula needs ("component.variant=value"): a property of one
-    # design, absent from a model of the other
+    # what the formula needs of the configuration ("component.name=value", a variant or
+    # an option of the component): a property of one design or one kind of scenario
     when: tuple[str, ...] = ()
 
     def applies_to(self, model: Model) -> bool:
         """Whether `model` has every component the formula reads and every variant value
-        it needs (a misspelt variant or value is a ModelError, never a silent False)."""
+        or option it needs (a misspelt name or value is a ModelError, never a silent False)."""
         if not all(c in model.parts for c in self.requires):
             return False
         for condition in self.when:
             key, _, value = condition.partition("=")
-            component, _, variant = key.partition(".")
-            if not model.parts[component].variant.is_(variant, value):
+            component, _, name = key.partition(".")
+            part = model.parts[component]
+            if name in part.variant.declared:
+                if not part.variant.is_(name, value):
+                    return False
+                continue
+            options = {o.name: o for o in part.options}
+            if name not in options:
+                raise ModelError(f"invariant {self.name!r} needs {key!r}, which is neither a variant nor an "
+                                 f"option of component {component!r}")
+            if str(part.config[name]).lower() != value:  # type: ignore[attr-defined]
                 return False
         return True
 
@@ -68,12 +77,13 @@ class Invariant:
 
 
 def progress(
-    name: str, statement: str, reference: str, requires: tuple[str, ...], waiting: Waiting
+    name: str, statement: str, reference: str, requires: tuple[str, ...], waiting: Waiting,
+    when: tuple[str, ...] = (),
 ) -> Invariant:
     """A PROGRESS property: no actor waits forever (see checker/progress.py)."""
     return Invariant(
         name, Kind.PROGRESS, statement, reference, requires,
-        lambda m: z3.Or([t for _, t in waiting(m)] or [z3.BoolVal(False)]), waiting,
+        lambda m: z3.Or([t for _, t in waiting(m)] or [z3.BoolVal(False)]), waiting, when=when,
     )
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import z3
 
 from model.lang import Model
-from model.mmu.tdx.hugepage import TdxHugeComponent
+from model.mmu.tdx.hugepage import WAITS_FOR_WRITE_LOCK, TdxHugeComponent
 from model.mmu.tdx.teardown import SEPT_OP
 from model.mmu.values import SEPT_2M, SPTE_2M
 
-from .core import Invariant, Kind
+from .core import Invariant, Kind, progress
 
 
 def _huge(m: Model) -> TdxHugeComponent:
@@ -25,6 +25,22 @@ def _huge_leaf_accepted(m: Model) -> z3.BoolRef:
                *[h.td.accepted[g].var for g in h.sizes.region_gfns(r)])
         for r in range(h.sizes.huge_pages)
     ])
+
+
+def _accept_4k_waiting(m: Model) -> list[tuple[str, z3.BoolRef]]:
+    """A vCPU re-executes a 4K ACCEPT of a private GFN (one converted to shared can never
+    be accepted: the guest gets an error, not a hang), and is not queued for the write
+    lock (the model's rwlock lets readers overtake a waiting writer; the kernel's qrwlock
+    does not)."""
+    h = _huge(m).mirror
+    f = h.fault
+    assert h.accepting_4k is not None
+    out = []
+    for v in range(h.sizes.vcpus):
+        again = z3.Or(*[z3.And(h.accepting_4k[v].var == g + 1, h.attrs.is_private(g)) for g in range(h.sizes.gfns)])
+        queued = z3.Or(*[f.step[v].var == f.steps.code(s) for s in WAITS_FOR_WRITE_LOCK])
+        out.append((f"vCPU{v}", z3.And(again, z3.Not(queued))))
+    return out
 
 
 def _demotion_for_4k_accept(m: Model) -> z3.BoolRef:
@@ -65,5 +81,13 @@ INVARIANTS = (
         "TDH.MEM.PAGE.PROMOTE merged a full 4K table into a 2M leaf for a faulting vCPU",
         "tdp_mmu_merge_private_spt() (Isaku Yamahata, v6 13/16)",
         ("tdx_huge",), _promotion_succeeded, when=("tdx_huge.promotion=tdp_mmu_merge_private_spt",),
+    ),
+    progress(
+        "accept_4k_completes",
+        "a TDG.MEM.PAGE.ACCEPT at 4K that exited with an EPT violation eventually succeeds (the guest "
+        "re-executes it until it does, so a handler that never lets it through hangs the vCPU)",
+        "tdx_check_accept_level() (RFC v2/v3), tdx_handle_mismatched_accept() (RFC v5 41/45); "
+        "try_accept_one() in arch/x86/coco/tdx/tdx.c",
+        ("tdx_huge",), _accept_4k_waiting, when=("tdx_huge.accept_until_done=true",),
     ),
 )

@@ -192,3 +192,12 @@ def test_an_invariant_the_domains_decide_is_reported(capsys: pytest.CaptureFixtu
     assert vacuous(model, [contradiction]) == [
         "invariant contradiction holds in no state of the domains: it fails in every state",
     ]
+
+
+def test_a_witness_named_for_another_profile_is_checked_under_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_spec(tmp_path, GOOD + '[expect]\nresult = "pass"\n[expect.under."v6.19"]\nwitnesses = ["nope"]\n')
+    code, out, err = run(capsys, "--spec", path, "--profile", "v6.19")
+    assert code == 2 and out == ""
+    assert err.startswith(f"error: {path}: expect.under.v6.19.witnesses: 'nope' is not a SOMETIMES witness"), err
+    assert run(capsys, "--spec", path, "--depth", "1")[0] == 0  # under its own profile nothing names it

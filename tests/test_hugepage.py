@@ -10,6 +10,7 @@ import pytest
 from checker.compile import compile_model
 from checker.sanity import vacuous
 from invariants import CATALOGUE, applicable
+from model.lang import ModelError
 from model.mmu import Sizes, build
 from model.mmu.profiles import load as profile
 
@@ -299,3 +300,36 @@ def test_without_promotion_a_2m_goal_over_any_mirror_table_steps_down() -> None:
     assert "tdp_mmu_merge_private_spt(vcpu=0, gfn=0)" in MODEL.get().by_key
     names = {i.name for i in applicable(CATALOGUE, NO_PROMOTION.get())}
     assert "promotion_succeeded" not in names and "demotion_for_4k_accept" in names
+
+
+UNTIL_DONE = Lazy(lambda: build(["tdx_huge"], Sizes(2, 1, 2), {**OPTIONS, "tdx_huge": {"accept_until_done": True}},
+                                profile=PROFILE.get()))
+C_UNTIL_DONE = Lazy(lambda: compile_model(UNTIL_DONE.get()))
+
+
+def test_a_guest_that_accepts_until_done_re_executes_only_its_accept() -> None:
+    """[tdx_huge] accept_until_done: the 4K ACCEPT that exited is the vCPU's next guest
+    step, again and again, until TDX_SUCCESS or TDX_PAGE_ALREADY_ACCEPTED."""
+    m, c = UNTIL_DONE, C_UNTIL_DONE
+    exited = step(c, state(m, {"td.vcpu_mode[vcpu0]": "IN_GUEST_CURRENT", "hugepage_guest_inhibit[g0]": True}),
+                  "tdx_handle_ept_violation_accept_4k(vcpu=0, gfn=1)")
+    assert exited is not None and labels(m, exited, "td.accepting_4k[vcpu0]") == ("g1",)
+    back = state(m, {"td.vcpu_mode[vcpu0]": "IN_GUEST_CURRENT", "td.accepting_4k[vcpu0]": "g1",
+                     "hugepage_guest_inhibit[g0]": True})
+    assert step(c, back, "tdx_handle_ept_violation_accept_4k(vcpu=0, gfn=0)") is None  # not another page
+    assert step(c, back, "tdx_handle_ept_violation(vcpu=0, gfn=0, private=True, write=True)") is None
+    assert step(c, back, "tdx_handle_ept_violation_accept_4k(vcpu=0, gfn=1)") is not None  # the same ACCEPT
+    mapped = {**TABLE, "td.vcpu_mode[vcpu0]": "IN_GUEST_CURRENT", "td.accepting_4k[vcpu0]": "g1"}
+    done = step(c, state(m, mapped), "tdg_mem_page_accept(vcpu=0, gfn=1)")
+    assert done is not None and labels(m, done, "td.accepting_4k[vcpu0]", "td.accepted[g1]") == ("none", "true")
+    already = state(m, {**mapped, "td.accepted[g1]": True, "sept_4k[g1]": "MAPPED"})
+    assert step(c, already, "tdg_mem_page_accept(vcpu=0, gfn=1)") is None
+    left = step(c, already, "tdg_mem_page_accept_already(vcpu=0, gfn=1)")
+    assert left is not None and labels(m, left, "td.accepting_4k[vcpu0]") == ("none",)
+    names = {i.name for i in applicable(CATALOGUE, m.get())}
+    assert "accept_4k_completes" in names
+    assert "accept_4k_completes" not in {i.name for i in applicable(CATALOGUE, MODEL.get())}
+    assert "tdg_mem_page_accept_already(vcpu=0, gfn=1)" not in MODEL.get().by_key
+    loop = next(i for i in CATALOGUE if i.name == "accept_4k_completes")
+    with pytest.raises(ModelError, match="neither a variant nor an option"):
+        replace(loop, when=("tdx_huge.accept_until=true",)).applies_to(MODEL.get())

@@ -43,6 +43,29 @@ def test_a_fair_cycle_is_found_and_an_unfair_one_is_not() -> None:
     assert found is not None and found[0] == 0 and found[1] == [0, 0]
 
 
+def test_a_strongly_fair_answer_enabled_on_the_cycle_must_be_taken() -> None:
+    """Action 2 (the module's success answer, strong) leaves the waiting states from
+    state 0; the BUSY loop 0 -> 1 -> 0 is weakly fair (actor 0 steps) but passes it by."""
+    actor = np.array([0, 0, 0])
+    edges = [(0, 1, 0), (1, 0, 1), (0, 2, 2)]
+    waits = np.array([True, True, False])
+    assert _lasso(graph(3, edges), waits, actor, 1) == (0, [0, 1])  # weak fairness only
+    assert _lasso(graph(3, edges), waits, actor, 1, {2: {0}}) is None
+
+
+def test_a_component_loses_the_states_that_enable_a_strong_action_it_never_takes() -> None:
+    """0 <-> 1 <-> 2, and from 2 the strong action 3 leaves: the cycle 0 -> 1 -> 0 never
+    passes where it is enabled, so it is strongly fair; a cycle through 2 would not be."""
+    actor = np.array([0, 0, 0, 0])
+    edges = [(0, 1, 0), (1, 0, 0), (1, 2, 1), (2, 1, 2), (2, 3, 3)]
+    waits = np.array([True, True, True, False])
+    assert _lasso(graph(4, edges), waits, actor, 1, {3: {2}}) == (0, [0, 0])
+    # the strong action taken inside the component: fair, and the cycle takes it
+    looped = [*edges[:4], (2, 2, 3)]
+    found = _lasso(graph(4, looped), waits, actor, 1, {3: {2}})
+    assert found is not None and 3 in found[1]
+
+
 def test_a_waiting_state_with_no_step_at_all_is_a_cycle_of_length_zero() -> None:
     found = _lasso(graph(2, [(0, 1, 0)]), np.array([False, True]), np.array([0]), 1)
     assert found == (1, [])

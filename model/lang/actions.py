@@ -59,6 +59,9 @@ class Action:
     doc: str
     guard: z3.BoolRef
     effect: tuple[tuple[Field, z3.ExprRef], ...]
+    # strongly fair: a lasso on which it is enabled (even now and then) must take it; for
+    # an answer that a transient answer (BUSY) can stand in for, but not forever
+    strong: bool = False
 
     @property
     def key(self) -> str:

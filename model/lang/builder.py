@@ -172,10 +172,12 @@ class ModelBuilder:
         self._parts[name] = obj
         self.component = name
 
-    def action(self, method: Callable[..., Step], actor: str, process: str | None = None, **params: Any) -> None:
+    def action(self, method: Callable[..., Step], actor: str, process: str | None = None, *,
+               strong: bool = False, **params: Any) -> None:
         """Add one instance of an action method for the given concrete parameters.
         `process` is whose progress the step is, for weak fairness (default: the actor's):
-        a SEAMCALL's result is a step of the thread blocked in the SEAMCALL."""
+        a SEAMCALL's result is a step of the thread blocked in the SEAMCALL. `strong` makes
+        the step strongly fair: no fair cycle passes by it infinitely often without taking it."""
         name = method.__name__
         kernel = getattr(method, "__kernel_function__", None)
         doc = inspect.getdoc(method) or ""
@@ -204,6 +206,7 @@ class ModelBuilder:
             doc=doc,
             guard=self._guard_term(name, step.guard),
             effect=self._effect_terms(name, params, step.effect),
+            strong=strong,
         )
         if action.key in self._keys:
             raise ModelError(f"action {action.key} is added twice: parameters must differ")

@@ -52,6 +52,7 @@ class Td:
             self.pre_faults = b.field("pre_faults", IntDomain(0, max_pre_faults), 0,
                                       "KVM_PRE_FAULT_MEMORY calls made so far, bounded by the scenario")
         self.accepting: Family | None = None  # set by the huge-page component
+        self.accepting_4k: Family | None = None  # set by the huge-page component (accept_until_done)
         self.sizes = fault.sizes
         vcpus, gfns = self.sizes.vcpu_labels(), self.sizes.gfn_labels()
         self.mode: Family = b.family(
@@ -105,10 +106,22 @@ class Td:
 
     def runs(self, v: int) -> z3.BoolRef:
         """vCPU v runs guest code of its choice: it is in the TD and not re-executing a
-        TDG.MEM.PAGE.ACCEPT at 2M that exited (the huge-page component tracks those)."""
-        if self.accepting is None:
-            return self.in_guest(v)
-        return z3.And(self.in_guest(v), self.accepting[v].var == 0)
+        TDG.MEM.PAGE.ACCEPT that exited (the huge-page component tracks those)."""
+        busy = [f[v].var != 0 for f in (self.accepting, self.accepting_4k) if f is not None]
+        return z3.And(self.in_guest(v), *[z3.Not(b) for b in busy])
+
+    def accepts(self, v: int, gfn: int) -> z3.BoolRef:
+        """vCPU v's guest code is at TDG.MEM.PAGE.ACCEPT(gfn, 4K): a fresh one, or the one
+        it re-executes after an EPT violation."""
+        if self.accepting_4k is None:
+            return self.runs(v)
+        again = z3.And(self.in_guest(v), self.accepting_4k[v].var == gfn + 1,
+                       *([self.accepting[v].var == 0] if self.accepting is not None else []))
+        return z3.Or(self.runs(v), again)
+
+    def accepted_4k(self, v: int) -> dict[Field, object]:
+        """The vCPU's 4K ACCEPT is done: it runs guest code of its choice again."""
+        return {self.accepting_4k[v]: 0} if self.accepting_4k is not None else {}
 
     def untouched(self, region: int) -> z3.BoolRef:
         """Nothing of the region is mapped in the S-EPT or accepted by the guest."""
@@ -149,10 +162,10 @@ class Td:
         not map, the module reports an EPT violation instead: see
         tdx_handle_ept_violation.)"""
         s = self.sept.sept_4k[gfn]
-        guard = z3.And(self.runs(vcpu), z3.Not(self.accepted[gfn].var),
+        guard = z3.And(self.accepts(vcpu, gfn), z3.Not(self.accepted[gfn].var),
                        self.sept.table_present(gfn), s.var == SEPT_4K.PENDING)
         return Step(f"TD: TDG.MEM.PAGE.ACCEPT(g{gfn}) -> TDX_SUCCESS", guard,
-                    {s: SEPT_4K.MAPPED, self.accepted[gfn]: True})
+                    {s: SEPT_4K.MAPPED, self.accepted[gfn]: True, **self.accepted_4k(vcpu)})
 
     @kernel("TLB fill")
     def tlb_fill(self, vcpu: int, gfn: int) -> Step:

@@ -32,6 +32,7 @@ from model.lang import (
     Field,
     IntDomain,
     ModelBuilder,
+    Option,
     Step,
     Variant,
     VariantValue,
@@ -71,7 +72,7 @@ MERGE = "tdp_mmu_merge_private_spt"
 
 
 class HugeMirror:
-    def __init__(self, b: ModelBuilder, tdx: TdxComponent, td: Td, promotion: str) -> None:
+    def __init__(self, b: ModelBuilder, tdx: TdxComponent, td: Td, promotion: str, until_done: bool) -> None:
         self.tdx, self.td = tdx, td
         self.promotes = promotion == MERGE  # tdx_huge.promotion
         self.fault, self.mf, self.sept, self.z = tdx.fault, tdx.mirror_fault, tdx.sept, tdx.teardown
@@ -113,6 +114,14 @@ class HugeMirror:
             "the TDG.MEM.PAGE.ACCEPT at 2M the vCPU re-executes after its EPT violation",
         )
         td.accepting = self.accepting
+        self.accepting_4k: Family | None = None
+        if until_done:
+            gfn_names = {0: "none"} | {g + 1: f"g{g}" for g in range(sizes.gfns)}
+            self.accepting_4k = b.family(
+                "td.accepting_4k", vcpus, IntDomain(0, sizes.gfns, gfn_names), 0,
+                "the TDG.MEM.PAGE.ACCEPT at 4K the vCPU re-executes after its EPT violation, until it succeeds",
+            )
+            td.accepting_4k = self.accepting_4k
         self.accept_4k: Family | None = None
         if not self.accept_guard:
             self.accept_4k = b.family(
@@ -172,9 +181,11 @@ class HugeMirror:
                 for action in (self.map_target_level_2m, self.write_huge_leaf, self.map_spurious_2m,
                                self.disallowed_hugepage_adjust, self.tdx_handle_ept_violation_accept_4k):
                     b.action(action, actor, vcpu=v, gfn=g)
+                if self.accepting_4k is not None:
+                    b.action(self.tdg_mem_page_accept_already, actor, vcpu=v, gfn=g)
                 for action in (self.tdh_mem_page_aug_2m, self.tdh_mem_page_aug_2m_busy,
-                               self.tdh_mem_page_aug_2m_error):
-                    b.action(action, MODULE, actor, vcpu=v, gfn=g)
+                               self.tdh_mem_page_aug_2m_error):  # BUSY is transient, as at 4K
+                    b.action(action, MODULE, actor, strong=action == self.tdh_mem_page_aug_2m, vcpu=v, gfn=g)
                 if self.adjust_guard and self.promotes:
                     b.action(self.tdp_mmu_merge_private_spt, actor, vcpu=v, gfn=g)
                     b.action(self.tdp_mmu_merge_private_spt_locked, actor, vcpu=v, gfn=g)
@@ -321,7 +332,7 @@ class HugeMirror:
         """The guest's TDG.MEM.PAGE.ACCEPT(gfn, 4K) becomes an EPT violation: the page is
         not mapped, or the module emulates one because the S-EPT maps it at 2M."""
         r = self.sizes.region_of(gfn)
-        return z3.And(self.td.runs(vcpu), z3.Not(self.td.accepted[gfn].var),
+        return z3.And(self.td.accepts(vcpu, gfn), z3.Not(self.td.accepted[gfn].var),
                       z3.Or(self.sept.sept_2m[r].var == SEPT_2M.PENDING, z3.Not(self.sept.leaf_present(gfn))))
 
     @kernel("tdx_handle_ept_violation")
@@ -333,6 +344,8 @@ class HugeMirror:
         max level is capped at 4K (violation_request_level)."""
         r = self.sizes.region_of(gfn)
         leave = self.td.leave(vcpu)
+        if self.accepting_4k is not None:  # the guest will re-execute this ACCEPT
+            leave[self.accepting_4k[vcpu]] = gfn + 1
         begin = {**leave, **self.fault.begin(vcpu, gfn, True), self.mf.write[vcpu]: True}
         label = f"TD: TDG.MEM.PAGE.ACCEPT(g{gfn}, 4K) -> EPT violation (accept level 4K)"
         if self.accept_4k is not None:
@@ -415,6 +428,18 @@ class HugeMirror:
         return Step(f"__kvm_tdp_mmu_write_spte({label}): 4K table, or old huge leaf and RET_PF_RETRY",
                     z3.And(at, z3.Or(self._machine("DONE"), self._machine("FAILED"))), effect)
 
+    @kernel("try_accept_one")
+    def tdg_mem_page_accept_already(self, vcpu: int, gfn: int) -> Step:
+        """Option accept_until_done: the guest's try_accept_one() re-executes
+        TDG.MEM.PAGE.ACCEPT(gfn, 4K) after its EPT violation and finds the page accepted
+        already (another vCPU's ACCEPT, or one at 2M, got there first):
+        TDX_PAGE_ALREADY_ACCEPTED, which the guest takes as done. Left out: the guest's
+        own bookkeeping of accepted memory."""
+        assert self.accepting_4k is not None
+        guard = z3.And(self.td.in_guest(vcpu), self.accepting_4k[vcpu].var == gfn + 1, self.td.accepted[gfn].var)
+        return Step(f"TD: TDG.MEM.PAGE.ACCEPT(g{gfn}) -> TDX_PAGE_ALREADY_ACCEPTED", guard,
+                    {self.accepting_4k[vcpu]: 0})
+
     # -- the guest at 2M ------------------------------------------------------------
 
     def _none_accepted(self, region: int) -> z3.BoolRef:
@@ -475,6 +500,11 @@ class TdxHugeComponent(Component):
     )
     requires = ("guest",)
     variants = (PROMOTION,)
+    options = (
+        Option("accept_until_done", bool, False,
+               "the guest re-executes a 4K TDG.MEM.PAGE.ACCEPT that exited until it succeeds, as "
+               "Linux's try_accept_one() loop does (a state per vCPU); checks accept_4k_completes"),
+    )
 
     def __init__(self, sizes: Sizes, options: Mapping[str, Any]) -> None:
         self.sizes = sizes
@@ -492,7 +522,7 @@ class TdxHugeComponent(Component):
     def declare(self, b: ModelBuilder, deps: Mapping[str, Component]) -> None:
         tdx, guest = deps["tdx"], deps["guest"]
         assert isinstance(tdx, TdxComponent) and isinstance(guest, GuestComponent)
-        self.mirror = HugeMirror(b, tdx, guest.td, self.variant["promotion"])
+        self.mirror = HugeMirror(b, tdx, guest.td, self.variant["promotion"], self.config["accept_until_done"])
         self.ops = Sept2mOps(tdx.teardown)
 
     def define(self, b: ModelBuilder) -> None:

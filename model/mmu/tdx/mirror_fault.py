@@ -72,15 +72,16 @@ WALK = Variant("walk", "whether kvm_tdp_mmu_map()'s read of a mirror SPTE into i
 ITER_OLD_SPTE = "iter-old-spte"
 
 
-def per_fault(b: ModelBuilder, sizes: Sizes, actions: Sequence[tuple[Callable[..., Step], str | None]]) -> None:
+def per_fault(b: ModelBuilder, sizes: Sizes, actions: Sequence[tuple[Callable[..., Step], str | None]],
+              strong: Sequence[Callable[..., Step]] = ()) -> None:
     """Each action for each vCPU and GFN, in the order given: a vCPU's own step (actor
     None), or another actor's step taken for that vCPU (a SEAMCALL result), which is the
-    vCPU's progress for weak fairness."""
+    vCPU's progress for weak fairness. The answers in `strong` are strongly fair."""
     for v in range(sizes.vcpus):
         mine = vcpu_actor(v)
         for g in range(sizes.gfns):
             for method, actor in actions:
-                b.action(method, actor or mine, mine, vcpu=v, gfn=g)
+                b.action(method, actor or mine, mine, strong=method in strong, vcpu=v, gfn=g)
 
 
 class MirrorFault:
@@ -162,7 +163,9 @@ class MirrorFault:
         if self.iter_copy:
             actions += [(self.walk_top, None), (self.tdp_mmu_link_sp_busy, None), (self.walk_leaf, None),
                         (self.map_target_level_busy, None)]
-        per_fault(b, self.sizes, actions)
+        # the fault gives up on BUSY and the guest faults again: the module's contention is
+        # transient, so a success it could give is not passed over forever
+        per_fault(b, self.sizes, actions, strong=(self.tdh_mem_sept_add, self.tdh_mem_page_aug))
 
     def read(self, vcpu: int, gfn: int, step: str, walked: z3.BoolRef) -> z3.BoolRef:
         """Where the cmpxchg of the walk's copy happens: at the walk itself
