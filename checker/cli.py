@@ -736,7 +736,7 @@ def _list_specs(directory: Path) -> int:
     """Each spec's name (what --spec accepts) and expected result, read without building."""
     if not directory.is_dir():
         raise UsageError(f"list specs: {printable(str(directory))} is not a directory; give --specs-dir")
-    paths = sorted(directory.glob("*.toml"))
+    paths = sorted(directory.glob("*.toml"), key=lambda p: p.stem)  # by the names it prints
     width = max((len(p.stem) for p in paths), default=0) + 2
     for path in paths:
         spec = read(path)

@@ -95,8 +95,9 @@ def lasso_text(trace: Trace, lasso: Lasso, context: Context) -> str:
     d = Diagram(trace)
     out += ["", *d.header(), *d.lines(1, p)]
     if c:
-        out += [f"{'':>3} -- steps {p + 1}-{p + c} repeat forever; every actor enabled throughout "
-                "takes a step --", *d.lines(p + 1, p + c)]
+        head, tail = f"-- steps {p + 1}-{p + c} repeat forever;", "every actor enabled throughout takes a step --"
+        banner = [f"{head} {tail}"] if len(head) + len(tail) + 5 <= WIDTH else [head, f"   {tail}"]
+        out += [*(f"{'':>3} {line}" for line in banner), *d.lines(p + 1, p + c)]
         out += [f"{'':>3} -- back to the state after step {p} --" if p else f"{'':>3} -- back to the start --"]
     else:
         out += [f"{'':>3} -- stuck: no action is enabled after step {p} --"]
