@@ -43,6 +43,17 @@ def _accept_4k_waiting(m: Model) -> list[tuple[str, z3.BoolRef]]:
     return out
 
 
+def _inhibit_after_split(m: Model) -> z3.BoolRef:
+    """GUEST_INHIBIT on a region means no huge leaf maps it, in the mirror or the S-EPT."""
+    h = _huge(m).mirror
+    leaf_2m = ("PENDING", "MAPPED", "BLOCKED", "PENDING_BLOCKED")
+    return z3.And(*[
+        z3.Implies(h.inhibit[r].var, z3.And(h.mirror.spte_2m[r].var != SPTE_2M.LEAF,
+                                            *[h.sept.sept_2m[r].var != SEPT_2M.code(x) for x in leaf_2m]))
+        for r in range(h.sizes.huge_pages)
+    ])
+
+
 def _demotion_for_4k_accept(m: Model) -> z3.BoolRef:
     h = _huge(m).mirror
     z = h.z
@@ -62,6 +73,14 @@ def _promotion_succeeded(m: Model) -> z3.BoolRef:
 
 
 INVARIANTS = (
+    Invariant(
+        "guest_inhibit_after_split", Kind.ALWAYS,
+        "GUEST_INHIBIT is set on a region only once no huge leaf maps it: after the split it "
+        "licenses, in the mirror root and the S-EPT (and it is never cleared)",
+        "tdx_handle_mismatched_accept(), RFC v5 41/45: \"this relies on (a) setting the inhibit after "
+        "performing the split, and (b) never clearing the flag\"; tdx_check_accept_level() (RFC v2/v3)",
+        ("tdx_huge",), _inhibit_after_split,
+    ),
     Invariant(
         "huge_leaf_accepted_at_2m", Kind.SOMETIMES,
         "the mirror and the S-EPT map a region with one 2M leaf that the guest has accepted "

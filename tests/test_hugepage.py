@@ -333,3 +333,23 @@ def test_a_guest_that_accepts_until_done_re_executes_only_its_accept() -> None:
     loop = next(i for i in CATALOGUE if i.name == "accept_4k_completes")
     with pytest.raises(ModelError, match="neither a variant nor an option"):
         replace(loop, when=("tdx_huge.accept_until=true",)).applies_to(MODEL.get())
+
+
+SHARED_ROOT = Lazy(lambda: build(["tdx_huge"], Sizes(2, 1, 2), OPTIONS, guards_off=["accept-split-mirror-root"],
+                                 profile=PROFILE.get()))
+
+
+def test_the_accept_handler_is_told_which_root_to_split() -> None:
+    """Guard accept-split-mirror-root: on, the handler demotes the mirror's huge leaf
+    before GUEST_INHIBIT; off (RFC v5 41/45 as posted), it splits the shared root, which
+    has nothing to split, and inhibits a region still mapped at 2M."""
+    waiting = {**HUGE, "fault.step[vcpu0]": "ACCEPT_LEVEL", "fault.gfn[vcpu0]": 1, "fault.is_private[vcpu0]": True}
+    m, c = SHARED_ROOT, Lazy(lambda: compile_model(SHARED_ROOT.get()))
+    assert "tdx_check_accept_level_split(vcpu=0, gfn=1)" not in m.get().by_key
+    wrong = step(c, state(m, waiting), "split_shared_root(vcpu=0, gfn=1)")
+    assert wrong is not None
+    assert labels(m, wrong, "mirror_spte_2m[g0]", "sept_2m[g0]", "hugepage_guest_inhibit[g0]") == (
+        "LEAF", "PENDING", "true")
+    assert not check(m, "guest_inhibit_after_split", wrong)
+    assert check(m, "guest_inhibit_after_split", state(m, waiting))
+    assert "split_shared_root(vcpu=0, gfn=1)" not in MODEL.get().by_key

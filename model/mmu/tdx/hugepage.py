@@ -108,6 +108,14 @@ class HugeMirror:
             "tdx_check_accept_level(), RFC v2 14/23 (lore 20250807094423.4644-1-yan.y.zhao@intel.com); "
             "Reject splitting huge pages under shared mmu_lock for mirror root (v2 11/23)",
         )
+        self.mirror_root_guard = b.guard(
+            "accept-split-mirror-root",
+            "the 4K ACCEPT handler splits the huge leaf in the mirror root, the one the S-EPT "
+            "follows; off: it splits the vCPU's root, vcpu->arch.mmu->root, which for a TD is the "
+            "shared one, as RFC v5 41/45 posted kvm_tdp_mmu_split_huge_pages()",
+            "Sean Christopherson on v5 41/45 <aXt9pfN8uGLX2c-o@google.com>: \"mmu->root.hpa is the "
+            "shared root, not the mirror root\"; kvm_tdp_mmu_mirrors_split_huge_pages()",
+        )
         names = {0: "none"} | {r + 1: f"2M@{lab}" for r, lab in enumerate(sizes.region_labels())}
         self.accepting: Family = b.family(
             "td.accepting_2m", vcpus, IntDomain(0, sizes.huge_pages, names), 0,
@@ -193,7 +201,8 @@ class HugeMirror:
                     b.action(self.merge_done, actor, vcpu=v, gfn=g)
                 if self.accept_guard:
                     b.action(self.tdx_check_accept_level, actor, vcpu=v, gfn=g)
-                    b.action(self.tdx_check_accept_level_split, actor, vcpu=v, gfn=g)
+                    split = self.tdx_check_accept_level_split if self.mirror_root_guard else self.split_shared_root
+                    b.action(split, actor, vcpu=v, gfn=g)
                     b.action(self.split_done, actor, vcpu=v, gfn=g)
                     b.action(self.split_refused, actor, vcpu=v, gfn=g)
                 else:
@@ -378,6 +387,19 @@ class HugeMirror:
         effect = {**self._split_mirror(r), **self.z.begin(r, "DEMOTE"), **self._goto(vcpu, "SPLIT")}
         return Step(f"tdx_check_accept_level(g{gfn}, 4K): kvm_split_cross_boundary_leafs({label})",
                     guard, effect)
+
+    @kernel("kvm_tdp_mmu_split_huge_pages")
+    def split_shared_root(self, vcpu: int, gfn: int) -> Step:
+        """Without guard `accept-split-mirror-root`: the handler, under write_lock(&kvm->mmu_lock),
+        splits the vCPU's root with kvm_tdp_mmu_split_huge_pages(), which for a TD is the
+        shared root: nothing to split there (private memory is mapped in the mirror), so
+        it returns 0, hugepage_set_guest_inhibit() is set over the unsplit huge mirror leaf
+        and the fault goes on. Left out: the 1G inhibit it also sets."""
+        r, topf, label = self._region(gfn)
+        guard = z3.And(self._at(vcpu, "ACCEPT_LEVEL", gfn), self.lock.write_lockable(), topf.var == SPTE_2M.LEAF)
+        effect = {self.inhibit[r]: True, **self.fault.begin(vcpu, gfn, True)}
+        return Step(f"kvm_tdp_mmu_split_huge_pages(shared root, g{gfn}, 4K) -> 0; "
+                    f"hugepage_set_guest_inhibit({label}); kvm_mmu_faultin_pfn()", guard, effect)
 
     @kernel("tdx_check_accept_level")
     def split_done(self, vcpu: int, gfn: int) -> Step:
