@@ -222,35 +222,35 @@ def _strongly_fair(h: nx.DiGraph, comp: np.ndarray, src: np.ndarray, dst: np.nda
         out[list(members)] = -1
         lo, hi = bounds[c], bounds[c + 1]
         edges = (isrc[lo:hi], idst[lo:hi], iact[lo:hi])
-        for sub in _strongly_fair_components(h.subgraph(members), edges, strong_on):
+        for sub in _strongly_fair_components(h, members, edges, strong_on):
             out[list(sub)] = label
             label += 1
     return out
 
 
-def _strongly_fair_components(h: nx.DiGraph, edges: tuple[np.ndarray, np.ndarray, np.ndarray],
+def _strongly_fair_components(h: nx.DiGraph, members: set[int], edges: tuple[np.ndarray, np.ndarray, np.ndarray],
                               strong_on: dict[int, set[int]]) -> list[set[int]]:
-    """The strongly connected components of `h`, each split until every strong action
-    enabled in one of its states is taken on one of its edges: the states enabling one
-    that is not are dropped and what remains is decomposed again. Components without a
-    cycle are kept as they are (a state where nothing can happen is judged elsewhere)."""
+    """The strongly connected component `members` of `h` (whose inside `edges` are
+    given), split until every strong action enabled in one of its states is taken on one
+    of its edges: the states enabling one that is not are dropped and what remains is
+    decomposed again. Parts without a cycle are kept as they are (a state where nothing
+    can happen is judged elsewhere)."""
+    src, dst, act = edges
     out: list[set[int]] = []
-    work = [set(c) for c in nx.strongly_connected_components(h)]
+    work = [members]
     while work:
         checkpoint()
-        members = work.pop()
-        cyclic = len(members) > 1 or any(h.has_edge(s, s) for s in members)
-        if not cyclic or not strong_on:
-            out.append(members)
+        part = work.pop()
+        if len(part) == 1 and not any(h.has_edge(s, s) for s in part):
+            out.append(part)
             continue
-        src, dst, act = edges
-        ids = np.fromiter(members, np.int64, len(members))
+        ids = np.fromiter(part, np.int64, len(part))
         taken = set(act[np.isin(src, ids) & np.isin(dst, ids)].tolist())
-        missed = [a for a, on in strong_on.items() if on & members and a not in taken]
+        missed = [a for a, on in strong_on.items() if on & part and a not in taken]
         if not missed:
-            out.append(members)
+            out.append(part)
             continue
-        rest = members - set().union(*(strong_on[a] for a in missed))
+        rest = part - set().union(*(strong_on[a] for a in missed))
         work += [set(c) for c in nx.strongly_connected_components(h.subgraph(rest))]
     return sorted(out, key=min)
 

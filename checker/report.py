@@ -96,7 +96,8 @@ def lasso_text(trace: Trace, lasso: Lasso, context: Context) -> str:
     out += ["", *d.header(), *d.lines(1, p)]
     if c:
         head, tail = f"-- steps {p + 1}-{p + c} repeat forever;", "every actor enabled throughout takes a step --"
-        banner = [f"{head} {tail}"] if len(head) + len(tail) + 5 <= WIDTH else [head, f"   {tail}"]
+        fits = 4 + len(head) + 1 + len(tail) <= WIDTH  # indented by 4, as the step lines
+        banner = [f"{head} {tail}"] if fits else [head, f"   {tail}"]
         out += [*(f"{'':>3} {line}" for line in banner), *d.lines(p + 1, p + c)]
         out += [f"{'':>3} -- back to the state after step {p} --" if p else f"{'':>3} -- back to the start --"]
     else:

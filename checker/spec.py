@@ -82,10 +82,13 @@ class Expect:
     # other profiles with the same result but figures of their own (expect.under)
     under: Under = ()
 
+    def changed_under(self, name: str) -> dict[str, Any]:
+        """The figures expect.under sets for profile `name` (none for another profile)."""
+        return dict(dict(self.under).get(name, ()))
+
     def for_profile(self, name: str) -> Expect:
         """This expectation as it reads under profile `name`."""
-        figures = dict(self.under).get(name)
-        return replace(self, **dict(figures)) if figures else self
+        return replace(self, **self.changed_under(name))
 
 
 @dataclass
@@ -213,9 +216,9 @@ class Spec:
             raise SpecError(self.source, "expect.invariant",
                             f"{shown(inv)} is not a PROGRESS property this spec checks",
                             ", ".join(progress) or "none (no component of this spec has one)")
-        under = dict(self.expectation.under) if self.expectation else {}
+        assert self.expectation is not None
         key = (f"expect.under.{shown_key(self.profile_name)}.witnesses"
-               if "witnesses" in dict(under.get(self.profile_name, ())) else "expect.witnesses")
+               if "witnesses" in self.expectation.changed_under(self.profile_name) else "expect.witnesses")
         for w in self.expect.witnesses:
             if w not in sometimes:
                 raise SpecError(self.source, key,

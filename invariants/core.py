@@ -59,8 +59,7 @@ class Invariant:
                 if not part.variant.is_(name, value):
                     return False
                 continue
-            options = {o.name: o for o in part.options}
-            if name not in options:
+            if name not in {o.name for o in part.options}:
                 raise ModelError(f"invariant {self.name!r} needs {key!r}, which is neither a variant nor an "
                                  f"option of component {component!r}")
             if str(part.config[name]).lower() != value:  # type: ignore[attr-defined]

@@ -167,14 +167,23 @@ class MirrorFault:
         # transient, so a success it could give is not passed over forever
         per_fault(b, self.sizes, actions, strong=(self.tdh_mem_sept_add, self.tdh_mem_page_aug))
 
-    def read(self, vcpu: int, gfn: int, step: str, walked: z3.BoolRef) -> z3.BoolRef:
+    def at_cmpxchg(self, vcpu: int, gfn: int, step: str, walked: z3.BoolRef) -> z3.BoolRef:
         """Where the cmpxchg of the walk's copy happens: at the walk itself
         (read-at-cmpxchg, `walked` is the SPTE value it needs), or at the READ step the
         walk left (iter-old-spte; the copy held the value `walked` asked for)."""
         return self._at(vcpu, step, gfn) if self.iter_copy else walked
 
-    def _read(self, vcpu: int, gfn: int, step: str, walked: z3.BoolRef, what: str) -> Step:
+    def walk_read(self, vcpu: int, gfn: int, step: str, walked: z3.BoolRef, what: str) -> Step:
+        """tdx.walk = iter-old-spte: the walk copies the SPTE (`what`) into iter->old_spte
+        and goes to READ `step`, where the cmpxchg against the copy is next."""
         return Step(f"kvm_tdp_mmu_map(mirror, g{gfn}): iter->old_spte = {what}", walked, self._goto(vcpu, step))
+
+    def stale_copy(self, vcpu: int, gfn: int, step: str, unchanged: z3.BoolRef, caller: str) -> Step:
+        """tdx.walk = iter-old-spte: at READ `step` the SPTE no longer holds what the walk
+        read (`unchanged` is false), so `caller`'s try_cmpxchg64() fails: -EBUSY, and the
+        fault returns RET_PF_RETRY."""
+        return Step(f"{caller}(): try_cmpxchg64() fails (stale iter->old_spte) -> -EBUSY; RET_PF_RETRY; read_unlock",
+                    z3.And(self._at(vcpu, step, gfn), z3.Not(unchanged)), self.fault.done(vcpu))
 
     # -- linking the 4K table -------------------------------------------------------
 
@@ -189,7 +198,8 @@ class MirrorFault:
         new = SPTE_2M.FROZEN if self.freeze else SPTE_2M.NONLEAF
         what = "try_cmpxchg64(FROZEN_SPTE)" if self.freeze else "write non-leaf (no freeze)"
         region = self.sizes.region_labels()[self.sizes.region_of(gfn)]
-        guard = z3.And(self.read(vcpu, gfn, "READ_TOP", self._top_absent(vcpu, gfn)), topf.var == SPTE_2M.NONPRESENT)
+        guard = z3.And(self.at_cmpxchg(vcpu, gfn, "READ_TOP", self._top_absent(vcpu, gfn)),
+                       topf.var == SPTE_2M.NONPRESENT)
         return Step(f"tdp_mmu_link_sp(mirror, 2M@{region}): {what}", guard,
                     {topf: new, **self._goto(vcpu, "FROZEN_TOP")})
 
@@ -202,7 +212,7 @@ class MirrorFault:
         """tdx.walk = iter-old-spte: kvm_tdp_mmu_map()'s walk reads the 2M-level mirror
         SPTE into iter->old_spte and finds it non-present: a table is to be linked. Left
         out: tdp_mmu_alloc_sp() (the model's tables are preallocated)."""
-        return self._read(vcpu, gfn, "READ_TOP", self._top_absent(vcpu, gfn), "2M non-present")
+        return self.walk_read(vcpu, gfn, "READ_TOP", self._top_absent(vcpu, gfn), "2M non-present")
 
     @kernel("tdp_mmu_link_sp")
     def tdp_mmu_link_sp_busy(self, vcpu: int, gfn: int) -> Step:
@@ -210,10 +220,8 @@ class MirrorFault:
         (another vCPU froze or linked it), so try_cmpxchg64() against iter->old_spte
         fails, tdp_mmu_link_sp() returns -EBUSY and kvm_tdp_mmu_map() RET_PF_RETRY.
         Left out: tdp_mmu_free_sp() of the unused table."""
-        topf = self.mirror.top(gfn)
-        return Step("tdp_mmu_link_sp(): try_cmpxchg64() fails (stale iter->old_spte) -> -EBUSY; RET_PF_RETRY; "
-                    "read_unlock", z3.And(self._at(vcpu, "READ_TOP", gfn), topf.var != SPTE_2M.NONPRESENT),
-                    self.fault.done(vcpu))
+        return self.stale_copy(vcpu, gfn, "READ_TOP", self.mirror.top(gfn).var == SPTE_2M.NONPRESENT,
+                               "tdp_mmu_link_sp")
 
     def _sept_add(self, vcpu: int, gfn: int) -> tuple[z3.BoolRef, Field, str]:
         region = self.sizes.region_of(gfn)
@@ -293,8 +301,8 @@ class MirrorFault:
             effect |= {f: SPTE_4K.LEAF, self.dirty[gfn]: self.write[vcpu].var}
         what = "try_cmpxchg64(FROZEN_SPTE)" if self.freeze else "write leaf (no freeze)"
         return Step(f"tdp_mmu_map_handle_target_level(mirror, g{gfn}, 4K): {what}",
-                    z3.And(self.read(vcpu, gfn, "READ_LEAF", self._leaf_absent(vcpu, gfn)), self.leaf_linked(gfn)),
-                    effect)
+                    z3.And(self.at_cmpxchg(vcpu, gfn, "READ_LEAF", self._leaf_absent(vcpu, gfn)),
+                           self.leaf_linked(gfn)), effect)
 
     def _leaf_absent(self, vcpu: int, gfn: int) -> z3.BoolRef:
         at, _, _ = self.walk_at(vcpu, gfn)
@@ -310,7 +318,7 @@ class MirrorFault:
         """tdx.walk = iter-old-spte: kvm_tdp_mmu_map()'s walk reaches the 4K level, reads
         the mirror SPTE into iter->old_spte and finds it non-present: the leaf is to be
         installed. Left out: the RCU read section (nothing is freed under the model's walk)."""
-        return self._read(vcpu, gfn, "READ_LEAF", self._leaf_absent(vcpu, gfn), "4K non-present")
+        return self.walk_read(vcpu, gfn, "READ_LEAF", self._leaf_absent(vcpu, gfn), "4K non-present")
 
     @kernel("tdp_mmu_map_handle_target_level")
     def map_target_level_busy(self, vcpu: int, gfn: int) -> Step:
@@ -319,9 +327,7 @@ class MirrorFault:
         iter->old_spte fails: tdp_mmu_set_spte_atomic() returns -EBUSY and
         tdp_mmu_map_handle_target_level() RET_PF_RETRY. Left out: the refreshed
         iter->old_spte, which a fault that gives up never reads."""
-        return Step("tdp_mmu_set_spte_atomic(): try_cmpxchg64() fails (stale iter->old_spte) -> -EBUSY; "
-                    "RET_PF_RETRY; read_unlock",
-                    z3.And(self._at(vcpu, "READ_LEAF", gfn), z3.Not(self.leaf_linked(gfn))), self.fault.done(vcpu))
+        return self.stale_copy(vcpu, gfn, "READ_LEAF", self.leaf_linked(gfn), "tdp_mmu_set_spte_atomic")
 
     def _aug(self, vcpu: int, gfn: int) -> tuple[z3.BoolRef, str]:
         return self._at(vcpu, "FROZEN_LEAF", gfn), f"TDH.MEM.PAGE.AUG(g{gfn}) for vCPU{vcpu}"

@@ -106,7 +106,7 @@ class CentralPropagation:
         mirror SPTE (try_cmpxchg64 against iter->old_spte) to write the new value: at the
         walk's read (tdx.walk = read-at-cmpxchg) or after it (iter-old-spte)."""
         leaf = self.mirror.spte_4k[gfn]
-        guard = z3.And(self.mf.read(vcpu, gfn, "READ_PRESENT", self._walked_other_ad(vcpu, gfn)),
+        guard = z3.And(self.mf.at_cmpxchg(vcpu, gfn, "READ_PRESENT", self._walked_other_ad(vcpu, gfn)),
                        self._other_ad(vcpu, gfn))
         return Step(f"tdp_mmu_set_spte_atomic(mirror, g{gfn}, present -> present): try_cmpxchg64(FROZEN_SPTE)",
                     guard, {leaf: SPTE_4K.FROZEN, **self._goto(vcpu, "FROZEN_PRESENT")})
@@ -116,18 +116,15 @@ class CentralPropagation:
         """tdx.walk = iter-old-spte, without guard `spurious-check`: kvm_tdp_mmu_map()'s
         walk reads the present 4K leaf, with the other A/D state, into iter->old_spte.
         Left out: the A/D bits themselves (the copy is "the other state than the access's")."""
-        return Step(f"kvm_tdp_mmu_map(mirror, g{gfn}): iter->old_spte = 4K leaf (other A/D)",
-                    self._walked_other_ad(vcpu, gfn), self._goto(vcpu, "READ_PRESENT"))
+        return self.mf.walk_read(vcpu, gfn, "READ_PRESENT", self._walked_other_ad(vcpu, gfn), "4K leaf (other A/D)")
 
     @kernel("tdp_mmu_set_spte_atomic")
     def tdp_mmu_set_spte_atomic_busy(self, vcpu: int, gfn: int) -> Step:
         """tdx.walk = iter-old-spte: the leaf changed since the walk read it (another
         vCPU froze or rewrote it), so try_cmpxchg64() against iter->old_spte fails and
-        tdp_mmu_set_spte_atomic() returns -EBUSY: RET_PF_RETRY. Left out: the refreshed copy, which nobody reads."""
-        return Step("tdp_mmu_set_spte_atomic(): try_cmpxchg64() fails (stale iter->old_spte) -> -EBUSY; "
-                    "RET_PF_RETRY; read_unlock",
-                    z3.And(self._at(vcpu, "READ_PRESENT", gfn), z3.Not(self._other_ad(vcpu, gfn))),
-                    self.fault.done(vcpu))
+        tdp_mmu_set_spte_atomic() returns -EBUSY: RET_PF_RETRY. Left out: the refreshed
+        copy, which nobody reads."""
+        return self.mf.stale_copy(vcpu, gfn, "READ_PRESENT", self._other_ad(vcpu, gfn), "tdp_mmu_set_spte_atomic")
 
     def removal(self, gfns: list[int]) -> dict[Field, object]:
         """tdx_sept_remove_leaf_spte() of every present S-EPT leaf in `gfns`, each run to
