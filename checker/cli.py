@@ -345,7 +345,7 @@ def against_command(args: argparse.Namespace, budget: Budget, guards: dict[str, 
             side = run_side(spec, guards, args.invariant, budget, args.check_deadlock or spec.check_deadlock)
             sides.append(side)
             r = side.result
-            print(f"{spec.profile.name}: {spec.profile.kernel}: distinct={r.distinct} depth={r.depth} "
+            print(f"{spec.profile.label}: {spec.profile.kernel}: distinct={r.distinct} depth={r.depth} "
                   f"complete={'yes' if r.complete else 'no'}")
         a, b = sides
         rows = differences(a, b)
@@ -387,7 +387,7 @@ def _report(run: Run, args: argparse.Namespace, formats: list[str], out_dir: Pat
             search: ExplicitSearch, deadline: Deadline, budget: Budget) -> None:
     """Everything the run prints after the search, and its exports."""
     spec, model, result, compiled, context = run.spec, run.model, run.result, run.compiled, run.context
-    print(f"spec: {printable(spec.name)} (profile: {printable(spec.profile.name)}; components: "
+    print(f"spec: {printable(spec.name)} (profile: {printable(spec.profile.label)}; components: "
           f"{', '.join(model.parts)}; "
           f"guards off: {', '.join(model.guards_off()) or 'none'})")
     for hit in result.violations:

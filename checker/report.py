@@ -138,7 +138,7 @@ def _header(model: Model, context: Context) -> list[str]:
     spec = f"Spec:       {path}"
     out = [spec] if len(spec) <= WIDTH else ["Spec:", f"  {path}"]
     if model.profile is not None:
-        out += wrap(f"{model.profile.name} ({model.profile.kernel})", WIDTH, "Profile:    ", " " * 12)
+        out += wrap(f"{model.profile.label} ({model.profile.kernel})", WIDTH, "Profile:    ", " " * 12)
     out.append(f"Components: {', '.join(model.parts) or 'none'}")
     off = sorted((g for g in model.guards.values() if not g.enabled), key=lambda g: g.name)
     if not off:

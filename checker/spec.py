@@ -12,6 +12,8 @@ check_progress = true           # optional: false skips the no-progress search (
 [sizes]                         # vcpus, huge_pages, pages_per_huge
 [attributes]                    # options of the component of that name
 [guards]                        # guard-name = "off" (or "on")
+[variants]                      # optional: "component.variant" = value, instead of the
+                                # profile's choice (a design still argued on the list)
 
 [expect]
 result = "pass" | "violation" | "cycle"
@@ -56,7 +58,7 @@ from .errors import InputError, UsageError
 from .files import parse_toml, read_text
 
 TOP_KEYS = ("description", "profile", "components", "depth", "invariants", "check_deadlock", "check_progress",
-            "sizes", "guards", "expect")
+            "sizes", "guards", "variants", "expect")
 EXPECT_KEYS = ("result", "invariant", "within", "complete", "distinct", "depth", "witnesses", "profiles", "under")
 UNDER_KEYS = ("within", "distinct", "depth", "witnesses")  # what another profile's design may change
 Under = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]  # profile -> (figure, value) pairs
@@ -105,6 +107,7 @@ class Spec:
     check_deadlock: bool
     expectation: Expect | None  # the [expect] table, for every profile it names
     profile_name: str = profiles.DEFAULT  # the spec's `profile`, or --profile
+    variants: dict[str, str] = field(default_factory=dict)  # the [variants] table
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     text: str = field(repr=False, default="")  # the TOML itself, for exports that replay it
     _models: dict[tuple[str, ...], Model] = field(repr=False, default_factory=dict)
@@ -115,8 +118,13 @@ class Spec:
 
     @property
     def profile(self) -> Profile:
-        """The kernel this spec checks (its `profile`, or the one --profile chose)."""
-        return load_profile(self.profile_name, self.source, "profile")
+        """The kernel this spec checks (its `profile`, or the one --profile chose), with the
+        variants its [variants] table chooses instead."""
+        base = load_profile(self.profile_name, self.source, "profile")
+        try:
+            return base.with_variants(self.variants, self.source)
+        except ProfileError as e:
+            raise SpecError(e.source, e.key, e.problem, e.allowed) from None
 
     @property
     def check_progress(self) -> bool:
@@ -289,6 +297,12 @@ def from_text(text: str, source: str, name: str) -> Spec:
         if state not in ("off", "on"):
             raise SpecError(source, f"guards.{shown_key(g)}", f"{shown(state)} is not a guard state", "'off' | 'on'")
         guards[g] = state == "on"
+    chosen: dict[str, str] = {}
+    for k, value in _table(raw, "variants", source).items():
+        if not isinstance(value, str) or not value:
+            raise SpecError(source, f"variants.{shown_key(k)}", f"{shown(value)} is not a variant value",
+                            "a string: one of the variant's values (python -m checker list variants)")
+        chosen[k] = value
     invariants = None
     if "invariants" in raw:
         invariants = tuple(_str_list(raw, "invariants", source, []))
@@ -311,7 +325,7 @@ def from_text(text: str, source: str, name: str) -> Spec:
                         ", ".join(profiles.shipped()) + ", or a path to a profile file")
     return Spec(
         source, name, description, tuple(components), sizes, options, guards,
-        invariants, depth, check_deadlock, _expect(raw, source), profile, raw, text,
+        invariants, depth, check_deadlock, _expect(raw, source), profile, chosen, raw, text,
     )
 
 

@@ -43,7 +43,8 @@ class Invariant:
     # cannot fail in some models; a guard switched off is what makes it fail
     constant: bool = False
     # what the formula needs of the configuration ("component.name=value", a variant or
-    # an option of the component): a property of one design or one kind of scenario
+    # an option of the component; "=a|b" for any of several values): a property of one
+    # design or one kind of scenario
     when: tuple[str, ...] = ()
 
     def applies_to(self, model: Model) -> bool:
@@ -53,16 +54,17 @@ class Invariant:
             return False
         for condition in self.when:
             key, _, value = condition.partition("=")
+            values = value.split("|")  # any of them
             component, _, name = key.partition(".")
             part = model.parts[component]
             if name in part.variant.declared:
-                if not part.variant.is_(name, value):
+                if not any([part.variant.is_(name, v) for v in values]):  # a list: every value checked
                     return False
                 continue
             if name not in {o.name for o in part.options}:
                 raise ModelError(f"invariant {self.name!r} needs {key!r}, which is neither a variant nor an "
                                  f"option of component {component!r}")
-            if str(part.config[name]).lower() != value:  # type: ignore[attr-defined]
+            if str(part.config[name]).lower() not in values:  # type: ignore[attr-defined]
                 return False
         return True
 

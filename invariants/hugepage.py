@@ -29,9 +29,9 @@ def _huge_leaf_accepted(m: Model) -> z3.BoolRef:
 
 def _accept_4k_waiting(m: Model) -> list[tuple[str, z3.BoolRef]]:
     """A vCPU re-executes a 4K ACCEPT of a private GFN (one converted to shared can never
-    be accepted: the guest gets an error, not a hang), and is not queued for the write
-    lock (the model's rwlock lets readers overtake a waiting writer; the kernel's qrwlock
-    does not)."""
+    be accepted: the guest gets an error, not a hang), and, unless mmu_lock is the queued
+    rwlock (`queued_rwlock`), is not queued for the write lock (the unqueued model lets
+    readers overtake a waiting writer; the kernel's qrwlock does not)."""
     h = _huge(m).mirror
     f = h.fault
     assert h.accepting_4k is not None
@@ -39,7 +39,7 @@ def _accept_4k_waiting(m: Model) -> list[tuple[str, z3.BoolRef]]:
     for v in range(h.sizes.vcpus):
         again = z3.Or(*[z3.And(h.accepting_4k[v].var == g + 1, h.attrs.is_private(g)) for g in range(h.sizes.gfns)])
         queued = z3.Or(*[f.step[v].var == f.steps.code(s) for s in WAITS_FOR_WRITE_LOCK])
-        out.append((f"vCPU{v}", z3.And(again, z3.Not(queued))))
+        out.append((f"vCPU{v}", again if h.lock.queued else z3.And(again, z3.Not(queued))))
     return out
 
 
@@ -54,6 +54,19 @@ def _inhibit_after_split(m: Model) -> z3.BoolRef:
     ])
 
 
+def _zaps_exactly(m: Model) -> z3.BoolRef:
+    """No conversion or punch-hole tear-down is removing a 2M leaf that sticks out of its range."""
+    h = _huge(m).mirror
+    z, io, p = h.z, h.tdx.ioctl, h.sizes.pages_per_huge
+    assert z.op is not None
+    overzap = z3.Or(*[
+        z3.And(z.gfn.var == base, z3.Or(io.start.var > base, io.end.var < base + p))
+        for base in h.sizes.region_bases()
+    ])
+    return z3.Not(z3.And(io.at("CONVERT_ZAP", "PUNCH_ZAP"), z.step.var != z.steps.IDLE,
+                         z.op.var == SEPT_OP.REMOVE_2M, overzap))
+
+
 def _demotion_for_4k_accept(m: Model) -> z3.BoolRef:
     h = _huge(m).mirror
     z = h.z
@@ -66,6 +79,14 @@ def _demotion_for_4k_accept(m: Model) -> z3.BoolRef:
     ])
 
 
+def _conversion_split(m: Model) -> z3.BoolRef:
+    """The conversion's arch hook is about to DEMOTE a huge leaf at its head or tail."""
+    h = _huge(m).mirror
+    z = h.z
+    assert z.op is not None
+    return z3.And(h.tdx.ioctl.at("HOOK_SPLIT"), z.step.var == z.steps.DEMOTE, z.op.var == SEPT_OP.DEMOTE)
+
+
 def _promotion_succeeded(m: Model) -> z3.BoolRef:
     h = _huge(m).mirror
     z = h.z
@@ -73,6 +94,16 @@ def _promotion_succeeded(m: Model) -> z3.BoolRef:
 
 
 INVARIANTS = (
+    Invariant(
+        "zaps_exactly_its_range", Kind.ALWAYS,
+        "a private->shared conversion or a punch-hole of [start, end) removes no S-EPT leaf "
+        "outside it: a 2M leaf is removed whole only if the range covers it, one that crosses "
+        "the boundary is split first",
+        "Sean Christopherson, RFC v5 44/45 <aXt_L6QKB9CSTZcW@google.com>: \"KVM mustn't overzap "
+        "private mappings for TDX guests, i.e. must zap _exactly_ [start, end)\"; "
+        "kvm_split_cross_boundary_leafs() (RFC v2 16/23)",
+        ("tdx_huge",), _zaps_exactly,
+    ),
     Invariant(
         "guest_inhibit_after_split", Kind.ALWAYS,
         "GUEST_INHIBIT is set on a region only once no huge leaf maps it: after the split it "
@@ -94,6 +125,14 @@ INVARIANTS = (
         "TDH.MEM.PAGE.DEMOTE the accepted 2M leaf (blocked and tracked)",
         "tdx_check_accept_level() -> kvm_split_cross_boundary_leafs() (RFC v2 14/23)",
         ("tdx_huge",), _demotion_for_4k_accept,
+    ),
+    Invariant(
+        "conversion_hook_splits", Kind.SOMETIMES,
+        "a private->shared conversion's arch hook holds mmu_lock for write and is about to "
+        "TDH.MEM.PAGE.DEMOTE the huge leaf holding the head or the tail of its range",
+        "tdx_gmem_convert() -> tdx_sept_split_huge_pages() (RFC v5 44/45, <aXt_L6QKB9CSTZcW@google.com>)",
+        ("tdx_huge",), _conversion_split,
+        when=("tdx_huge.conversion_split=tdx_gmem_convert_before_invalidate|tdx_gmem_convert_after_invalidate",),
     ),
     Invariant(
         "promotion_succeeded", Kind.SOMETIMES,

@@ -14,7 +14,7 @@ from model.lang import ModelError
 from model.mmu import Sizes, build
 from model.mmu.profiles import load as profile
 
-from .helpers import Lazy, check, labels, state, step
+from .helpers import Lazy, check, label_value, labels, state, step
 
 PROFILE = Lazy(lambda: profile("tdx-hugepage-rfc-v3"))
 OPTIONS = {"attributes": {"initial_attributes": "private", "max_conversions": 0},
@@ -277,10 +277,15 @@ def test_huge_page_witnesses() -> None:
 
 
 def test_no_huge_page_invariant_is_decided_by_the_domains_alone() -> None:
-    # (with no conversion allowed, the attributes' witnesses are out of reach by design)
+    # (with no conversion allowed, the attributes' witnesses are out of reach by design, and
+    # a conversion's or a punch-hole's zap cannot be imprecise: the run warns so)
     bounds = [i.bind(MODEL) for i in applicable(CATALOGUE, MODEL) if "tdx" in i.requires or "tdx_huge" in i.requires]
     assert {"huge_leaf_accepted_at_2m", "demotion_for_4k_accept", "promotion_succeeded"} <= {b.name for b in bounds}
-    assert vacuous(MODEL, bounds) == []
+    assert vacuous(MODEL, bounds) == ["invariant zaps_exactly_its_range holds in every state of the domains: "
+                                      "it cannot fail"]
+    converting = build(["tdx_huge"], Sizes(2, 1, 2), CONVERT, profile=PROFILE.get())
+    bounds = [i.bind(converting) for i in applicable(CATALOGUE, converting) if "tdx_huge" in i.requires]
+    assert vacuous(converting, bounds) == []
 
 
 NO_PROMOTION = Lazy(lambda: build(["tdx_huge"], Sizes(2, 1, 2), OPTIONS, profile=replace(
@@ -353,3 +358,133 @@ def test_the_accept_handler_is_told_which_root_to_split() -> None:
     assert not check(m, "guest_inhibit_after_split", wrong)
     assert check(m, "guest_inhibit_after_split", state(m, waiting))
     assert "split_shared_root(vcpu=0, gfn=1)" not in MODEL.get().by_key
+
+
+# -- the conversion's arch hook (RFC v5 43-44/45) -------------------------------------------
+
+V5 = Lazy(lambda: profile("tdx-hugepage-rfc-v5"))
+CONVERT = {**OPTIONS, "attributes": {"initial_attributes": "private", "max_conversions": 1,
+                                     "conversions": [{"start": 1, "end": 2, "attributes": "shared"}]}}
+G1_SHARED = "conversion=Conversion(start=1, end=2, attributes='SHARED')"
+
+
+def hooked(placement: str, guards_off: tuple[str, ...] = ()) -> tuple[Lazy, Lazy]:
+    value = f"tdx_gmem_convert_{placement}_invalidate"
+    m = Lazy(lambda: build(["tdx_huge"], Sizes(2, 1, 2), CONVERT, guards_off=guards_off,
+                           profile=V5.get().with_variants({"tdx_huge.conversion_split": value}, "test")))
+    return m, Lazy(lambda: compile_model(m.get()))
+
+
+BEFORE, C_BEFORE = hooked("before")
+AFTER, C_AFTER = hooked("after")
+
+
+def test_the_hook_after_the_invalidation_splits_then_the_conversion_zaps_only_its_range() -> None:
+    """tdx_huge.conversion_split = tdx_gmem_convert_after_invalidate: the pre pass stops
+    after kvm_mmu_invalidate_begin(); tdx_gmem_convert() drops mmu_lock to allocate, takes
+    it again and splits; only then does kvm_unmap_gfn_range() remove g1 alone."""
+    m, c = AFTER, C_AFTER
+    begun = step(c, state(m, HUGE), f"kvm_pre_set_memory_attributes({G1_SHARED})")
+    assert begun is not None
+    assert labels(m, begun, "ioctl.step", "mmu_invalidate_in_progress", "mirror_spte_2m[g0]") == ("HOOK", "1", "LEAF")
+    assert step(c, begun, f"kvm_unmap_gfn_range({G1_SHARED})") is None  # the hook first
+    assert step(c, begun, f"tdx_gmem_convert({G1_SHARED})") is None  # a huge leaf to split
+    alloc = step(c, begun, f"tdx_gmem_convert_split({G1_SHARED})")
+    assert alloc is not None and labels(m, alloc, "ioctl.step") == ("HOOK_ALLOC",)
+    # mmu_lock is free while it allocates: a fault may take it for read
+    reader = step(c, {**alloc, "fault.step[vcpu1]": state(m, {"fault.step[vcpu1]": "PFN"})["fault.step[vcpu1]"],
+                      "fault.is_private[vcpu1]": 1}, "read_lock(vcpu=1, gfn=0, private=True)")
+    assert reader is not None
+    split = step(c, alloc, f"tdp_mmu_alloc_sp_for_split({G1_SHARED})")
+    assert split is not None
+    assert labels(m, split, "ioctl.step", "mirror_spte_2m[g0]", "sept_zap.op", "sept_zap.step") == (
+        "HOOK_SPLIT", "NONLEAF", "DEMOTE", "BLOCK")
+    done = step(c, {**split, "sept_zap.step": label_value(m.get().field("sept_zap.step"), "DONE"),
+                    "sept_2m[g0]": label_value(m.get().field("sept_2m[g0]"), "NONLEAF"),
+                    "sept_4k[g0]": label_value(m.get().field("sept_4k[g0]"), "PENDING"),
+                    "sept_4k[g1]": label_value(m.get().field("sept_4k[g1]"), "PENDING")},
+                f"tdx_sept_split_huge_pages_done({G1_SHARED})")
+    assert done is not None and labels(m, done, "ioctl.step", "sept_zap.step") == ("CONVERT", "IDLE")
+    zap = step(c, done, f"kvm_unmap_gfn_range({G1_SHARED})")
+    assert zap is not None
+    assert labels(m, zap, "ioctl.step", "sept_zap.op", "sept_zap.gfn", "mirror_spte_4k[g0]") == (
+        "CONVERT_ZAP", "REMOVE_4K", "g1", "LEAF")
+    assert check(m, "zaps_exactly_its_range", zap)
+
+
+def test_the_hook_fails_with_enomem_or_finds_the_leaf_gone() -> None:
+    """-ENOMEM from the allocation fails the conversion (after the invalidation began,
+    kvm_mmu_invalidate_end() first); a leaf zapped while mmu_lock was dropped leaves
+    nothing to split."""
+    for m, c, in_progress in ((AFTER, C_AFTER, "1"), (BEFORE, C_BEFORE, "0")):
+        st = state(m, {**HUGE, "ioctl.step": "HOOK_ALLOC", "ioctl.start": 1, "ioctl.end": 2,
+                       "mmu_invalidate_in_progress": int(in_progress),
+                       "mmu_invalidate_range_start": 0, "mmu_invalidate_range_end": 2})
+        failed = step(c, st, f"tdp_mmu_alloc_sp_for_split_enomem({G1_SHARED})")
+        assert failed is not None
+        assert labels(m, failed, "ioctl.step", "mmu_invalidate_in_progress", "mem_attr_array[g1]") == (
+            "IDLE", "0", "PRIVATE")
+        assert step(c, st, f"tdp_mmu_alloc_sp_for_split_gone({G1_SHARED})") is None
+        gone = step(c, {**st, "mirror_spte_2m[g0]": 0}, f"tdp_mmu_alloc_sp_for_split_gone({G1_SHARED})")
+        assert gone is not None and labels(m, gone, "ioctl.step") == ("CONVERT",)
+
+
+def test_the_hook_before_the_invalidation_leaves_a_window() -> None:
+    """tdx_gmem_convert_before_invalidate: with nothing mapped the hook returns 0 and the
+    lock is free with no invalidation in progress, so a fault can map the region at 2M
+    before the conversion's zap removes that leaf whole."""
+    m, c = BEFORE, C_BEFORE
+    nothing = step(c, state(m), f"tdx_gmem_convert({G1_SHARED})")
+    assert nothing is not None
+    assert labels(m, nothing, "ioctl.step", "mmu_invalidate_in_progress") == ("CONVERT", "0")
+    assert step(c, state(m), f"kvm_pre_set_memory_attributes({G1_SHARED})") is None  # the hook first
+    mapped = {**nothing, **{k: label_value(m.get().field(k), v) for k, v in {**HUGE, "sept_2m[g0]": "MAPPED"}.items()}}
+    zap = step(c, mapped, f"kvm_pre_set_memory_attributes({G1_SHARED})")
+    assert zap is not None and labels(m, zap, "sept_zap.op", "mirror_spte_2m[g0]") == ("REMOVE_2M", "NONPRESENT")
+    assert not check(m, "zaps_exactly_its_range", zap)
+
+
+def test_without_split_cross_boundary_the_hook_splits_nothing() -> None:
+    m, c = hooked("after", ("split-cross-boundary",))
+    at = state(m, {**HUGE, "ioctl.step": "HOOK", "ioctl.start": 1, "ioctl.end": 2,
+                   "mmu_invalidate_in_progress": 1, "mmu_invalidate_range_start": 0, "mmu_invalidate_range_end": 2})
+    assert step(c, at, f"tdx_gmem_convert_split({G1_SHARED})") is None
+    returned = step(c, at, f"tdx_gmem_convert({G1_SHARED})")
+    assert returned is not None and labels(m, returned, "ioctl.step") == ("CONVERT",)
+
+
+def test_the_accept_handler_prints_the_names_of_its_series() -> None:
+    """tdx_huge.accept_handler names the same steps as each series does."""
+    v5 = build(["tdx_huge"], Sizes(2, 1, 2), OPTIONS, profile=V5.get())
+    texts = " ".join(a.text for a in v5.actions)
+    assert "tdx_handle_mismatched_accept(g1, 4K): kvm_tdp_mmu_mirrors_split_huge_pages(2M@g0)" in texts
+    assert "tdx_check_accept_level" not in texts
+    assert "tdx_check_accept_level(g1, 4K): kvm_split_cross_boundary_leafs(2M@g0)" in " ".join(
+        a.text for a in MODEL.get().actions)
+    assert V5.get().where("tdx_check_accept_level") == "arch/x86/kvm/vmx/tdx.c:tdx_handle_mismatched_accept"
+
+
+def test_a_witness_may_need_any_of_several_variant_values() -> None:
+    names = {i.name for i in applicable(CATALOGUE, AFTER.get())}
+    assert "conversion_hook_splits" in names and "promotion_succeeded" not in names
+    assert "conversion_hook_splits" in {i.name for i in applicable(CATALOGUE, BEFORE.get())}
+    assert "conversion_hook_splits" not in {i.name for i in applicable(CATALOGUE, MODEL.get())}
+    hook = next(i for i in CATALOGUE if i.name == "conversion_hook_splits")
+    with pytest.raises(ModelError, match="has no value"):
+        replace(hook, when=("tdx_huge.conversion_split=tdx_gmem_convert|kvm_split_cross_boundary_leafs",)
+                ).applies_to(MODEL.get())
+
+
+QUEUED = Lazy(lambda: build(["tdx_huge"], Sizes(2, 1, 2), {**OPTIONS, "attributes": {
+    **OPTIONS["attributes"], "queued_rwlock": True}}, profile=PROFILE.get()))
+
+
+def test_a_queued_rwlock_makes_readers_wait_behind_a_waiting_writer() -> None:
+    """[attributes] queued_rwlock: a vCPU waiting for the write lock (its 4K ACCEPT's
+    split) keeps new readers out, as the kernel's qrwlock does; unqueued, they overtake."""
+    waiting = {"fault.step[vcpu0]": "ACCEPT_LEVEL", "fault.gfn[vcpu0]": 1, "fault.is_private[vcpu0]": True,
+               "fault.step[vcpu1]": "PFN", "fault.is_private[vcpu1]": True}
+    for m, blocked in ((QUEUED, True), (MODEL, False)):
+        c = Lazy(lambda m=m: compile_model(m.get()))
+        took = step(c, state(m, waiting), "read_lock(vcpu=1, gfn=0, private=True)")
+        assert (took is None) is blocked

@@ -10,6 +10,7 @@ import pytest
 
 from checker.against import NOT_APPLICABLE, Side, Verdict, differences
 from checker.cli import main
+from checker.spec import load as load_spec
 from invariants import Kind
 from model.lang import Component, ModelBuilder, ModelError, Variant, VariantValue
 from model.lang.variants import Choices
@@ -73,6 +74,48 @@ def test_a_bad_profile_is_refused_naming_its_file_and_key(capsys: pytest.Capture
     code, out, err = run(capsys, "--spec", "attributes-default", "--profile", str(path))
     assert code == 2 and out == ""
     assert err.startswith(f"error: {path}: {key}: ") and problem in err, err
+
+
+BEFORE_SPEC = "conversion-split-before-invalidation"
+
+
+@pytest.mark.parametrize(("table", "key", "problem"), [
+    ('"tdx_huge.conversion_split" = "tdx_gmem_convert"', "variants.tdx_huge.conversion_split",
+     "'tdx_gmem_convert' is not a value of it"),
+    ('"tdx_huge.conversion" = "tdx_gmem_convert_before_invalidate"', "variants.tdx_huge.conversion",
+     "not a variant of the components of profile tdx-hugepage-rfc-v5"),
+    ('"tdx_huge.conversion_split" = 3', "variants.tdx_huge.conversion_split", "is not a variant value"),
+])
+def test_a_bad_spec_variant_is_refused_naming_the_spec_and_key(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                                table: str, key: str, problem: str) -> None:
+    text = (ROOT / "specs" / f"{BEFORE_SPEC}.toml").read_text()
+    path = tmp_path / "s.toml"
+    path.write_text(text.replace('"tdx_huge.conversion_split" = "tdx_gmem_convert_before_invalidate"', table))
+    code, out, err = run(capsys, "--spec", str(path))
+    assert code == 2 and out == ""
+    assert err.startswith(f"error: {path}: {key}: ") and problem in err, err
+
+
+def test_a_spec_variant_changes_the_design_and_says_so(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """[variants] in a spec: the same scenario with the hook before the invalidation
+    breaks zaps_exactly_its_range; the profile's own placement (after) holds it. The
+    report names the variant the spec chose."""
+    code, out, _ = run(capsys, "--spec", BEFORE_SPEC)
+    assert code == 0 and "violation: zaps_exactly_its_range after 11 steps" in out
+    assert "Profile:    tdx-hugepage-rfc-v5 with tdx_huge.conversion_split =" in out
+    assert "(profile: tdx-hugepage-rfc-v5 with tdx_huge.conversion_split = tdx_gmem_convert_before_invalidate;" in out
+    text = (ROOT / "specs" / f"{BEFORE_SPEC}.toml").read_text()
+    own = tmp_path / "after.toml"
+    own.write_text(text.replace('[variants]\n"tdx_huge.conversion_split" = "tdx_gmem_convert_before_invalidate"\n', "")
+                   .split("[expect]")[0])
+    code, out, _ = run(capsys, "--spec", str(own))
+    assert code == 0 and "violation:" not in out and "complete=yes" in out
+    assert "(profile: tdx-hugepage-rfc-v5;" in out
+    spec = load_spec(ROOT / "specs" / f"{BEFORE_SPEC}.toml")
+    assert spec.profile.overrides == {"tdx_huge.conversion_split": "tdx_gmem_convert_before_invalidate"}
+    after = {"tdx_huge.conversion_split": "tdx_gmem_convert_after_invalidate"}
+    assert spec.profile.with_variants(after, "x").overrides == after  # the spec's choice changed again
+    assert profiles.load("tdx-hugepage-rfc-v5").with_variants(after, "x").overrides == {}  # the profile's own
 
 
 def test_a_profile_cannot_derive_from_itself(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -30,8 +30,12 @@ def test_every_spec_pins_its_expected_result_and_distinct_count() -> None:
 # exhaustive runs of minutes and GB, out of the default selection: CI adds the huge-page
 # default (-m "not slow or gate"); `pytest -n 0 -m slow` runs both
 EXHAUSTIVE = {"tdx-default": [pytest.mark.slow], "tdx-hugepage-default": [pytest.mark.slow, pytest.mark.gate]}
-# the no-progress search under the profiles other than the spec's own: on request
-SLOW_ELSEWHERE = {"tdx-progress-default"}
+# under the profiles other than the spec's own, the no-progress searches and the worlds of
+# more than half a million states: on request (-m slow)
+SLOW_ELSEWHERE = {"tdx-progress-default", "tdx-hugepage-small-default", "tdx-hugepage-accept-progress",
+                  "promotion-over-partial-or-mixed-children__no-mirror-hugepage-adjust",
+                  "accept-level-race-2M-vs-4K__no-accept-level-write-lock.accept-loop",
+                  "accept-split-of-the-shared-root__no-accept-split-mirror-root.accept-loop"}
 
 
 def test_every_guard_has_a_spec_that_shows_what_breaks_without_it() -> None:

@@ -39,6 +39,9 @@ class AttributesComponent(Component):
             "initial_attributes", str, "shared",
             "'shared', 'private', or one letter per GFN, S or P (e.g. 'SPSS')",
         ),
+        Option("queued_rwlock", bool, False,
+               "mmu_lock as the kernel's queued rwlock: a reader waits behind a waiting writer "
+               "(more states; needed for progress properties a writer starved by readers would break)"),
         Option("max_conversions", int, 2, "KVM_SET_MEMORY_ATTRIBUTES calls allowed", minimum=0, maximum=4),
         Option(
             "conversions", list, [],
@@ -55,6 +58,7 @@ class AttributesComponent(Component):
         # refined by components that take over part of this one (see configure())
         self.fault_refinement = FaultRefinement()
         self.extra_invalidations = 0
+        self.conversion_hook: str | None = None  # where a private->shared conversion calls its arch hook
 
     def declare(self, b: ModelBuilder, deps: Mapping[str, Component]) -> None:
         sizes = self.sizes
@@ -62,12 +66,13 @@ class AttributesComponent(Component):
             sizes,
             MemoryAttributes(b, sizes, self.initial, self.config["private_level"], self.config["shared_level"]),
             Invalidation(b, sizes, self.config["max_conversions"] + self.extra_invalidations),
-            MmuLock(),
+            MmuLock(self.config["queued_rwlock"]),
             Root(b, sizes, "direct", private=False),
             Root(b, sizes, "mirror", private=True),
         )
         self.fault = FaultPath(b, self.kvm, self.fault_refinement)
-        self.ioctl = SetMemoryAttributes(b, self.kvm, self.conversions, self.config["max_conversions"])
+        self.ioctl = SetMemoryAttributes(b, self.kvm, self.conversions, self.config["max_conversions"],
+                                         self.conversion_hook)
 
     def define(self, b: ModelBuilder) -> None:
         self.fault.define(b)

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,33 @@ class Profile:
     files: Mapping[str, tuple[str, ...]]  # the kernel map: file -> functions
     not_in_tree: Mapping[str, str]  # functions the model cites that this tree lacks -> why
     renamed: Mapping[str, str]  # a function the model cites -> its name in this tree
+    overrides: Mapping[str, str] = field(default_factory=dict)  # variants a spec chose instead (what-if)
+
+    @property
+    def label(self) -> str:
+        """The profile's name, with the variants a spec chose instead of its own."""
+        if not self.overrides:
+            return self.name
+        return f"{self.name} with " + ", ".join(f"{k} = {v}" for k, v in sorted(self.overrides.items()))
+
+    def with_variants(self, chosen: Mapping[str, str], source: str) -> Profile:
+        """This kernel with some of its variants set otherwise (a spec's [variants]: a
+        reviewer's "what if this design did that instead"). Each key must be a variant of
+        the profile's components and each value one of its values: a ProfileError naming
+        `source` and `variants.KEY` otherwise."""
+        if not chosen:
+            return self
+        known = variants(self.components)
+        for k, value in chosen.items():
+            if k not in known:
+                raise ProfileError(source, f"variants.{shown_key(k)}",
+                                   f"not a variant of the components of profile {self.name}",
+                                   ", ".join(sorted(known)) or "none")
+            if value not in known[k].value_names():
+                raise ProfileError(source, f"variants.{shown_key(k)}", f"{shown(value)} is not a value of it",
+                                   known[k].allowed())
+        overrides = {k: v for k, v in chosen.items() if v != self.variants[k]}
+        return replace(self, variants={**self.variants, **chosen}, overrides={**self.overrides, **overrides})
 
     def name_of(self, function: str) -> str:
         """What this tree calls the function the model cites as `function`."""

@@ -37,6 +37,14 @@ IOCTL_STEP = EnumDomain(
         "SLOT_ZAP",  # a memslot update: zapping roots under the write lock
     ],
 )
+# With an arch hook that prepares the mirror for a private->shared conversion
+# (kvm_arch_gmem_convert()), the hook's steps: HOOK the invalidation has begun and the hook
+# is next (placement after_invalidate); HOOK_ALLOC the hook dropped mmu_lock to allocate a
+# page table; HOOK_SPLIT it holds the write lock while a huge leaf is split; CONVERT the
+# hook returned 0 and the conversion goes on.
+HOOK_STEPS = ("HOOK", "HOOK_ALLOC", "HOOK_SPLIT", "CONVERT")
+IOCTL_STEP_HOOKED = EnumDomain("ioctl_step", [*IOCTL_STEP.members, *HOOK_STEPS])
+PLACEMENTS = ("before_invalidate", "after_invalidate")  # the hook's, relative to kvm_mmu_invalidate_begin()
 ZAP_STEPS = ("CONVERT_ZAP", "PUNCH_ZAP", "SLOT_ZAP")
 AFTER_ZAP = {"CONVERT_ZAP": "STORE", "PUNCH_ZAP": "TRUNCATE", "SLOT_ZAP": "IDLE"}
 
@@ -62,8 +70,12 @@ class SetMemoryAttributes:
     # set by a component that owns the mirror's external page table, before define()
     mirror_teardown: MirrorTeardown | None = None
 
-    def __init__(self, b: ModelBuilder, kvm: Kvm, conversions: Sequence[Conversion], max_conversions: int) -> None:
+    def __init__(self, b: ModelBuilder, kvm: Kvm, conversions: Sequence[Conversion], max_conversions: int,
+                 hook: str | None = None) -> None:
         self.sizes, self.attrs, self.inval, self.lock = kvm.sizes, kvm.attrs, kvm.inval, kvm.lock
+        assert hook is None or hook in PLACEMENTS
+        self.hook = hook  # where a private->shared conversion calls its arch hook, if it has one
+        self.steps = IOCTL_STEP_HOOKED if hook else IOCTL_STEP
         self.direct, self.mirror = kvm.direct, kvm.mirror
         sizes, inval = kvm.sizes, kvm.inval
         self.conversions = tuple(conversions)
@@ -72,7 +84,7 @@ class SetMemoryAttributes:
         self.other_invalidations: z3.ArithRef | int = 0
         n = sizes.gfns
         gfn_names = {g: f"g{g}" for g in range(n + 1)}
-        self.step: Field = b.field("ioctl.step", IOCTL_STEP, "IDLE", "where the ioctl thread is")
+        self.step: Field = b.field("ioctl.step", self.steps, "IDLE", "where the ioctl thread is")
         self.start: Field = b.field("ioctl.start", IntDomain(0, n, gfn_names), 0, "range start")
         self.end: Field = b.field("ioctl.end", IntDomain(0, n, gfn_names), 0, "range end")
         self.attributes: Field = b.field(
@@ -82,6 +94,12 @@ class SetMemoryAttributes:
             "ioctl.next_gfn", IntDomain(0, n, gfn_names), 0, "the next xa_store of the store pass"
         )
         kvm.lock.add_writer(self.zapping())
+        if hook:
+            kvm.lock.add_writer(self.at("HOOK_SPLIT"))
+        # the steps whose next step takes the write lock
+        kvm.lock.add_waiter(self.at("POST", "GMEM_END", *(s for s in HOOK_STEPS if s != "HOOK_SPLIT" and hook)))
+        # the steps at which no invalidation of this thread is in progress
+        quiet = ["IDLE", "SLOT_ZAP", *(HOOK_STEPS[1:] if hook == "before_invalidate" else ())]
         self.huge_range = b.guard(
             "huge-range",
             "kvm_arch_pre_set_memory_attributes() adds the whole huge page holding the head "
@@ -94,11 +112,14 @@ class SetMemoryAttributes:
             "mmu_invalidate_in_progress is 1 exactly while the ioctl thread is between an "
             "invalidation's begin and end, and seq + in_progress never exceeds the scenario's bound",
             z3.And(
-                (inval.in_progress.var == 1)
-                == z3.And(self.step.var != IOCTL_STEP.IDLE, self.step.var != IOCTL_STEP.SLOT_ZAP),
+                (inval.in_progress.var == 1) == z3.Not(self.at(*quiet)),
                 inval.seq.var + inval.in_progress.var <= inval.max_invalidations,
             ),
         )
+
+    def at(self, *steps: str) -> z3.BoolRef:
+        """The thread is at one of `steps`."""
+        return z3.Or(*[self.step.var == self.steps.code(s) for s in steps])
 
     def zapping(self) -> z3.BoolRef:
         """The ioctl thread holds mmu_lock for write across steps (a TDX tear-down)."""
@@ -114,6 +135,9 @@ class SetMemoryAttributes:
     def define(self, b: ModelBuilder) -> None:
         for c in self.conversions:
             b.action(self.kvm_pre_set_memory_attributes, ACTOR, conversion=c)
+        if self.hook == "after_invalidate":
+            for c in self.hooked():
+                b.action(self.kvm_unmap_gfn_range, ACTOR, conversion=c)
         for g in range(self.sizes.gfns):
             b.action(self.xa_store, ACTOR, gfn=g)
         b.action(self.kvm_arch_post_set_memory_attributes, ACTOR)
@@ -157,31 +181,78 @@ class SetMemoryAttributes:
         KVM_FILTER_PRIVATE when going shared), then the TLB flush and unlock.
         With TDX, zapping a mirror leaf makes SEAMCALLs, so the tear-down of the mirror
         continues in steps of its own while this thread keeps the write lock.
+        A private->shared conversion with an arch hook that prepares the mirror
+        (kvm_arch_gmem_convert(), `hook`) calls it before this step (before_invalidate:
+        the step goes on from the hook's CONVERT) or stops after
+        kvm_mmu_invalidate_begin() (after_invalidate: the hook runs, then
+        kvm_unmap_gfn_range()). The model's conversion is KVM_SET_MEMORY_ATTRIBUTES, which
+        stands for guest_memfd's conversion here: the hook sits where it would relative
+        to kvm_gmem_invalidate_begin().
         Left out: xa_reserve() failing with -ENOMEM, the remote TLB flush itself.
         """
         c = conversion
         value = getattr(ATTRIBUTES, c.attributes)
-        revoked = self.direct if c.attributes == "PRIVATE" else self.mirror
+        hooked = self.hook is not None and c.attributes == "SHARED"  # the arch hook prepares the mirror
         start, end = self._widened_range(c)
-        if revoked is self.mirror and self.mirror_teardown is not None:
-            zap = self.mirror_teardown(c.start, c.end, "CONVERT_ZAP")
-        else:
-            zap = {**revoked.zap_leafs(c.start, c.end), self.step: IOCTL_STEP.STORE}
         guard = z3.And(
-            self.step.var == IOCTL_STEP.IDLE,
+            self._next(c) if hooked and self.hook == "before_invalidate" else self.step.var == IOCTL_STEP.IDLE,
             self.inval.seq.var - self.other_invalidations < self.max_conversions,
             z3.Not(self.attrs.range_has(c.start, c.end, value)),
             self.lock.write_lockable(),
         )
         effect: dict[Field, object] = {
             **self.inval.begin_with_range(start, end),
-            **zap,
-            self.start: c.start,
-            self.end: c.end,
-            self.attributes: value,
+            **self._record(c),
             self.next_gfn: c.start,
         }
-        return Step(f"kvm_pre_set_memory_attributes({c.text()})", guard, effect)
+        if hooked and self.hook == "after_invalidate":
+            return Step(f"kvm_pre_set_memory_attributes({c.text()}): kvm_mmu_invalidate_begin(); "
+                        "kvm_arch_gmem_convert() next", guard, {**effect, self.step: self.steps.HOOK})
+        return Step(f"kvm_pre_set_memory_attributes({c.text()})", guard, {**effect, **self._zap(c)})
+
+    def _zap(self, c: Conversion) -> dict[Field, object]:
+        """kvm_unmap_gfn_range() of the leaves of the root whose attribute is revoked."""
+        revoked = self.direct if c.attributes == "PRIVATE" else self.mirror
+        if revoked is self.mirror and self.mirror_teardown is not None:
+            return self.mirror_teardown(c.start, c.end, "CONVERT_ZAP")
+        return {**revoked.zap_leafs(c.start, c.end), self.step: IOCTL_STEP.STORE}
+
+    def _record(self, c: Conversion) -> dict[Field, object]:
+        return {self.start: c.start, self.end: c.end, self.attributes: getattr(ATTRIBUTES, c.attributes)}
+
+    def _next(self, c: Conversion) -> z3.BoolRef:
+        """The arch hook of conversion `c` returned 0: the conversion goes on."""
+        return z3.And(self.at("CONVERT"), self.start.var == c.start, self.end.var == c.end)
+
+    def hooked(self) -> list[Conversion]:
+        """The conversions that call the arch hook (private->shared)."""
+        return [c for c in self.conversions if self.hook is not None and c.attributes == "SHARED"]
+
+    def hook_entry(self, c: Conversion) -> tuple[z3.BoolRef, dict[Field, object]]:
+        """Where conversion `c` calls its arch hook: before the invalidation (a fresh
+        conversion, recorded here) or after it (at HOOK)."""
+        if self.hook == "before_invalidate":
+            guard = z3.And(self.step.var == IOCTL_STEP.IDLE,
+                           self.inval.seq.var - self.other_invalidations < self.max_conversions,
+                           z3.Not(self.attrs.range_has(c.start, c.end, ATTRIBUTES.SHARED)))
+            return guard, self._record(c)
+        return z3.And(self.at("HOOK"), self.start.var == c.start, self.end.var == c.end), {}
+
+    def hook_failed(self) -> dict[Field, object]:
+        """The arch hook failed (-ENOMEM): the conversion returns the error having changed
+        no attribute; after the invalidation began, kvm_mmu_invalidate_end() first."""
+        effect: dict[Field, object] = dict(self.inval.end()) if self.hook == "after_invalidate" else {}
+        return {**effect, self.step: IOCTL_STEP.IDLE, self.start: 0, self.end: 0,
+                self.attributes: ATTRIBUTES.SHARED, self.next_gfn: 0}
+
+    @kernel("kvm_unmap_gfn_range")
+    def kvm_unmap_gfn_range(self, conversion: Conversion) -> Step:
+        """With the arch hook after the invalidation began: kvm_unmap_gfn_range() of the
+        range, the conversion's zap as in kvm_pre_set_memory_attributes(), under mmu_lock
+        taken for write again (the hook dropped it). Left out, as there: the TLB flush."""
+        c = conversion
+        guard = z3.And(self._next(c), self.lock.write_lockable())
+        return Step(f"kvm_unmap_gfn_range({c.text()})", guard, self._zap(c))
 
     @kernel("xa_store")
     def xa_store(self, gfn: int) -> Step:

@@ -52,6 +52,12 @@ class Root:
     def huge_leaf(self, region: int) -> z3.BoolRef:
         return self.spte_2m[region].var == SPTE_2M.LEAF
 
+    def split_huge_page(self, region: int) -> dict[Field, object]:
+        """tdp_mmu_split_huge_page(): the region's huge leaf becomes a non-leaf whose 4K
+        table maps the same pages."""
+        return {self.spte_2m[region]: SPTE_2M.NONLEAF,
+                **{self.spte_4k[g]: SPTE_4K.LEAF for g in self.sizes.region_gfns(region)}}
+
     def zap_leafs(self, start: int, end: int) -> dict[Field, object]:
         """tdp_mmu_zap_leafs(root, start, end) under the write lock.
 

@@ -27,6 +27,7 @@ import z3
 
 from model.lang import (
     BOOL,
+    Choices,
     Component,
     Family,
     Field,
@@ -43,13 +44,14 @@ from model.lang import (
 
 from ..fault import vcpu_actor
 from ..guest import GuestComponent, Td
+from ..set_memory_attributes import ZAP_STEPS
 from ..sizes import Sizes
 from ..values import LEVEL, SEPT_2M, SPTE_2M, SPTE_4K
 from .component import TdxComponent
+from .gmem_convert import GmemConvertHook
 from .mirror_fault import OWNS_TOP
 from .sept import MODULE
 from .sept_2m import Sept2mOps
-from .teardown import SEPT_OP
 
 UNDER_READ_LOCK = ("AUGED_TOP", "SPLIT_SHARED")
 ELSEWHERE = ("ACCEPT_LEVEL", "SPLIT", "MERGE_WAIT", "MERGE")
@@ -70,11 +72,50 @@ PROMOTION = Variant("promotion", "what a 2M fault does over a present 4K mirror 
 ))
 MERGE = "tdp_mmu_merge_private_spt"
 
+CONVERSION_SPLIT = Variant(
+    "conversion_split",
+    "where a private->shared conversion splits the huge mirror leaves holding the head and the tail of its range",
+    (
+        VariantValue("kvm_split_cross_boundary_leafs", "RFC v3",
+                     "RFC v2 16/23 <20250807094450.4673-1-yan.y.zhao@intel.com>, v3 11/24",
+                     "inside the zap: the pre pass (and a punch-hole's, and a memslot update's) demotes "
+                     "the crossing leaves under the write lock it holds, after kvm_mmu_invalidate_begin()"),
+        VariantValue("tdx_gmem_convert_before_invalidate", "RFC v5",
+                     "v5 43-44/45 <20260129011517.3545883-44-seanjc@google.com>, rewritten "
+                     "<aXt_L6QKB9CSTZcW@google.com>: the hook returns before the conversion invalidates",
+                     "the arch hook kvm_arch_gmem_convert() -> tdx_gmem_convert() splits under a write lock "
+                     "of its own before kvm_mmu_invalidate_begin(); a punch-hole does not split"),
+        VariantValue("tdx_gmem_convert_after_invalidate", "RFC v5 (review)",
+                     "Yan Zhao v3 16/24 on the in-place conversion branch; v5 43/45 calls the hook after "
+                     "kvm_gmem_invalidate_begin() <20260129011517.3545883-44-seanjc@google.com>",
+                     "the same hook after kvm_mmu_invalidate_begin() and before the zap; a punch-hole "
+                     "does not split (43/45's hook there runs after the invalidation has zapped)"),
+    ),
+)
+PLACEMENT = {"tdx_gmem_convert_before_invalidate": "before_invalidate",
+             "tdx_gmem_convert_after_invalidate": "after_invalidate"}
+
+ACCEPT_HANDLER = Variant("accept_handler", "the names of the handler of an EPT violation carrying the guest's "
+                         "ACCEPT level and of the split it calls (the same steps)", (
+    VariantValue("tdx_check_accept_level", "RFC v2",
+                 "RFC v2 14/23 <20250807094423.4644-1-yan.y.zhao@intel.com> (v3: tdx_honor_guest_accept_level())",
+                 "tdx_check_accept_level() splits with kvm_split_cross_boundary_leafs()"),
+    VariantValue("tdx_handle_mismatched_accept", "RFC v5",
+                 "v5 41/45 <20260129011517.3545883-42-seanjc@google.com>; the mirror-root API "
+                 "<aXt9pfN8uGLX2c-o@google.com>",
+                 "tdx_handle_mismatched_accept() splits with kvm_tdp_mmu_mirrors_split_huge_pages()"),
+))
+SPLIT_API = {"tdx_check_accept_level": "kvm_split_cross_boundary_leafs",
+             "tdx_handle_mismatched_accept": "kvm_tdp_mmu_mirrors_split_huge_pages"}
+
 
 class HugeMirror:
-    def __init__(self, b: ModelBuilder, tdx: TdxComponent, td: Td, promotion: str, until_done: bool) -> None:
+    def __init__(self, b: ModelBuilder, tdx: TdxComponent, td: Td, variant: Choices, until_done: bool) -> None:
         self.tdx, self.td = tdx, td
-        self.promotes = promotion == MERGE  # tdx_huge.promotion
+        self.promotes = variant.is_("promotion", MERGE)
+        self.handler = variant["accept_handler"]  # the names the steps print
+        self.split_api = SPLIT_API[self.handler]
+        in_zap = variant.is_("conversion_split", "kvm_split_cross_boundary_leafs")
         self.fault, self.mf, self.sept, self.z = tdx.fault, tdx.mirror_fault, tdx.sept, tdx.teardown
         self.mirror, self.gmem, self.lock = tdx.kvm.mirror, tdx.gmem, tdx.kvm.lock
         self.attrs = tdx.kvm.attrs
@@ -140,7 +181,9 @@ class HugeMirror:
             self.fault.refine.private_max_level = self._max_level
         self.fault.refine.private_disallowed = lambda r: self.inhibit[r].var
         self.lock.add_writer(z3.Or(*[self._in(v, "SPLIT", "MERGE") for v in range(sizes.vcpus)]))
-        self.z.split_boundary = self.split_guard
+        self.lock.add_waiter(z3.Or(*[self._in(v, *WAITS_FOR_WRITE_LOCK) for v in range(sizes.vcpus)]))
+        self.z.split_in = ZAP_STEPS if self.split_guard and in_zap else ()
+        self.hook = None if in_zap else GmemConvertHook(tdx.ioctl, self.z, bool(self.split_guard))
         self.z.shared_holder = z3.Or(*[self._in(v, "SPLIT_SHARED") for v in range(sizes.vcpus)])
         self.mf.owns_top_steps = OWNS_TOP + UNDER_READ_LOCK
 
@@ -167,20 +210,10 @@ class HugeMirror:
         """Every 4K SPTE of the region's mirror table is a present leaf."""
         return z3.And(*[self.mirror.spte_4k[g].var == SPTE_4K.LEAF for g in self.sizes.region_gfns(region)])
 
-    def _split_mirror(self, region: int) -> dict[Field, object]:
-        """The huge mirror leaf becomes a non-leaf whose 4K table maps the same pages."""
-        return {self.mirror.spte_2m[region]: SPTE_2M.NONLEAF,
-                **{self.mirror.spte_4k[g]: SPTE_4K.LEAF for g in self.sizes.region_gfns(region)}}
-
     def _machine(self, result: str | None = None) -> z3.BoolRef:
         if result is None:
             return self.z.step.var == self.z.steps.IDLE
         return self.z.step.var == self.z.steps.code(result)
-
-    def _release(self) -> dict[Field, object]:
-        """The vCPU has picked up the machine's result: the machine is free again."""
-        assert self.z.op is not None
-        return {self.z.step: self.z.steps.IDLE, self.z.gfn: 0, self.z.op: SEPT_OP.REMOVE_4K}
 
     def define(self, b: ModelBuilder) -> None:
         for v in range(self.sizes.vcpus):
@@ -333,7 +366,7 @@ class HugeMirror:
         _, _, label = self._region(gfn)
         guard = z3.And(self._at(vcpu, "MERGE", gfn), z3.Or(self._machine("DONE"), self._machine("FAILED")))
         return Step(f"tdp_mmu_merge_private_spt({label}) done; write_unlock", guard,
-                    {**self._release(), **self.fault.done(vcpu)})
+                    {**self.z.release(), **self.fault.done(vcpu)})
 
     # -- the ACCEPT level -----------------------------------------------------------
 
@@ -373,7 +406,7 @@ class HugeMirror:
         r, topf, label = self._region(gfn)
         guard = z3.And(self._at(vcpu, "ACCEPT_LEVEL", gfn), self.lock.write_lockable(), topf.var != SPTE_2M.LEAF)
         effect = {self.inhibit[r]: True, **self.fault.begin(vcpu, gfn, True)}
-        return Step(f"tdx_check_accept_level(g{gfn}, 4K): hugepage_set_guest_inhibit({label}); "
+        return Step(f"{self.handler}(g{gfn}, 4K): hugepage_set_guest_inhibit({label}); "
                     "kvm_mmu_faultin_pfn()", guard, effect)
 
     @kernel("kvm_split_cross_boundary_leafs")
@@ -384,8 +417,8 @@ class HugeMirror:
         kick and DEMOTE."""
         r, topf, label = self._region(gfn)
         guard = z3.And(self._at(vcpu, "ACCEPT_LEVEL", gfn), self.lock.write_lockable(), topf.var == SPTE_2M.LEAF)
-        effect = {**self._split_mirror(r), **self.z.begin(r, "DEMOTE"), **self._goto(vcpu, "SPLIT")}
-        return Step(f"tdx_check_accept_level(g{gfn}, 4K): kvm_split_cross_boundary_leafs({label})",
+        effect = {**self.mirror.split_huge_page(r), **self.z.begin(r, "DEMOTE"), **self._goto(vcpu, "SPLIT")}
+        return Step(f"{self.handler}(g{gfn}, 4K): {self.split_api}({label})",
                     guard, effect)
 
     @kernel("kvm_tdp_mmu_split_huge_pages")
@@ -408,10 +441,10 @@ class HugeMirror:
         RET_PF_RETRY."""
         r, _, label = self._region(gfn)
         at = self._at(vcpu, "SPLIT", gfn)
-        ok = {**self._release(), self.inhibit[r]: True, **self.fault.begin(vcpu, gfn, True)}
-        failed = {**self._release(), **self.fault.done(vcpu)}
+        ok = {**self.z.release(), self.inhibit[r]: True, **self.fault.begin(vcpu, gfn, True)}
+        failed = {**self.z.release(), **self.fault.done(vcpu)}
         effect = choose(self._machine("DONE"), ok, failed)
-        return Step(f"tdx_check_accept_level(g{gfn}): hugepage_set_guest_inhibit({label}); write_unlock",
+        return Step(f"{self.handler}(g{gfn}): hugepage_set_guest_inhibit({label}); write_unlock",
                     z3.And(at, z3.Or(self._machine("DONE"), self._machine("FAILED"))), effect)
 
     @kernel("tdp_mmu_split_huge_page")
@@ -444,8 +477,8 @@ class HugeMirror:
         returns RET_PF_RETRY (whatever state the S-EPT entry was left in)."""
         r, topf, label = self._region(gfn)
         at = self._at(vcpu, "SPLIT_SHARED", gfn)
-        ok = {**self._release(), **self._split_mirror(r), **self._goto(vcpu, "MAP")}
-        failed = {**self._release(), topf: SPTE_2M.LEAF, **self.fault.done(vcpu)}
+        ok = {**self.z.release(), **self.mirror.split_huge_page(r), **self._goto(vcpu, "MAP")}
+        failed = {**self.z.release(), topf: SPTE_2M.LEAF, **self.fault.done(vcpu)}
         effect = choose(self._machine("DONE"), ok, failed)
         return Step(f"__kvm_tdp_mmu_write_spte({label}): 4K table, or old huge leaf and RET_PF_RETRY",
                     z3.And(at, z3.Or(self._machine("DONE"), self._machine("FAILED"))), effect)
@@ -521,7 +554,7 @@ class TdxHugeComponent(Component):
         "boundary-crossing leaves before a partial conversion, and promotion of full 4K tables"
     )
     requires = ("guest",)
-    variants = (PROMOTION,)
+    variants = (PROMOTION, CONVERSION_SPLIT, ACCEPT_HANDLER)
     options = (
         Option("accept_until_done", bool, False,
                "the guest re-executes a 4K TDG.MEM.PAGE.ACCEPT that exited until it succeeds, as "
@@ -540,13 +573,16 @@ class TdxHugeComponent(Component):
         refine.private_4k_only = False  # tdx_gmem_private_max_mapping_level(): 2M once RUNNABLE
         refine.locked_steps += UNDER_READ_LOCK
         refine.other_steps += ELSEWHERE
+        enabled["attributes"].conversion_hook = PLACEMENT.get(self.variant["conversion_split"])  # type: ignore[attr-defined]
 
     def declare(self, b: ModelBuilder, deps: Mapping[str, Component]) -> None:
         tdx, guest = deps["tdx"], deps["guest"]
         assert isinstance(tdx, TdxComponent) and isinstance(guest, GuestComponent)
-        self.mirror = HugeMirror(b, tdx, guest.td, self.variant["promotion"], self.config["accept_until_done"])
+        self.mirror = HugeMirror(b, tdx, guest.td, self.variant, self.config["accept_until_done"])
         self.ops = Sept2mOps(tdx.teardown)
 
     def define(self, b: ModelBuilder) -> None:
         self.mirror.define(b)
+        if self.mirror.hook is not None:
+            self.mirror.hook.define(b)
         self.ops.define(b)

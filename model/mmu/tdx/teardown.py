@@ -35,7 +35,7 @@ import z3
 
 from model.lang import EnumDomain, Family, Field, IntDomain, ModelBuilder, Step, Variant, VariantValue, choose, kernel
 
-from ..set_memory_attributes import ACTOR, AFTER_ZAP, IOCTL_STEP, SetMemoryAttributes
+from ..set_memory_attributes import ACTOR, AFTER_ZAP, IOCTL_STEP, ZAP_STEPS, SetMemoryAttributes
 from ..tdp import Root
 from ..values import BLOCK_AGE, SEPT_4K, SPTE_2M, SPTE_4K
 from .gmem import GuestMemfd
@@ -100,9 +100,10 @@ class SeptTeardown:
             "tdx_track() in arch/x86/kvm/vmx/tdx.c; Chen Yu's report in the v19 review "
             "(ZlbftscsqGQjWZqj@chenyu5-mobl2): TDX_TLB_TRACKING_NOT_DONE",
         )
-        # set by the huge-page component: split boundary-crossing huge leaves before a
-        # zap (kvm_split_cross_boundary_leafs()), and which vCPU splits under the read lock
-        self.split_boundary = False
+        # set by the huge-page component: the ioctl zaps that split boundary-crossing huge
+        # leaves first (kvm_split_cross_boundary_leafs()), and which vCPU splits under the
+        # read lock
+        self.split_in: tuple[str, ...] = ()
         self.shared_holder: z3.BoolRef = z3.BoolVal(False)
 
     def bind(self, ioctl: SetMemoryAttributes) -> None:
@@ -126,26 +127,39 @@ class SeptTeardown:
             return z3.BoolVal("REMOVE_4K" in ops)
         return z3.Or(*[self.op.var == SEPT_OP.code(o) for o in ops])
 
-    def _plan(self, lo: z3.ArithRef | int, end: z3.ArithRef | int) -> tuple[z3.BoolRef, dict[Field, object]]:
+    def _plan(self, lo: z3.ArithRef | int, end: z3.ArithRef | int, zap_step: str | None = None
+              ) -> tuple[z3.BoolRef, dict[Field, object]]:
         """What tdp_mmu_zap_leafs() does next from GFN `lo` on: the first entry, in
         iterator order, that needs work, from this table (huge pages add the 2M rows):
 
             entry          needs work when                          operation (SEAMCALLS)
-            2M huge leaf   it crosses the range's boundary          DEMOTE  (kvm_split_cross_boundary_leafs())
-            2M huge leaf   it lies inside [lo, end)                 REMOVE_2M (whole, at its first GFN)
+            2M huge leaf   it crosses the range's boundary, and     DEMOTE  (kvm_split_cross_boundary_leafs())
+                           the zap splits first (`split_in`)
+            2M huge leaf   it lies inside [lo, end), or crosses     REMOVE_2M (whole, at its first GFN)
+                           the boundary of a zap that does not split
             4K leaf g      lo <= g < end                            REMOVE_4K
 
+        `zap_step` is the ioctl step the zap is for (None: the one the thread is at).
         Returns whether there is anything to do, and the effect of starting it (the mirror
         write and the machine's fields)."""
-        return self._first([*self._demotions(lo, end), *self._removals(lo, end)], end)
+        demotions: list[tuple[z3.BoolRef, int, str]] = []
+        if zap_step is None and set(self.split_in) >= set(ZAP_STEPS):  # every zap splits first
+            demotions = [(crosses, base, "DEMOTE") for crosses, base in self.crossing(lo, end)]
+        elif zap_step is None and self.split_in:
+            splits = z3.Or(*[self.ioctl.step.var == IOCTL_STEP.code(s) for s in self.split_in])
+            demotions = [(z3.And(splits, crosses), base, "DEMOTE") for crosses, base in self.crossing(lo, end)]
+        elif zap_step in self.split_in:
+            demotions = [(crosses, base, "DEMOTE") for crosses, base in self.crossing(lo, end)]
+        return self._first([*demotions, *self._removals(lo, end)], end)
 
-    def _demotions(self, lo: z3.ArithRef | int, end: z3.ArithRef | int) -> list[tuple[z3.BoolRef, int, str]]:
-        """Huge leaves crossing a boundary of [lo, end): split before the zap."""
-        if not self.split_boundary:
+    def crossing(self, lo: z3.ArithRef | int, end: z3.ArithRef | int) -> list[tuple[z3.BoolRef, int]]:
+        """The huge mirror leaves that cross a boundary of [lo, end), by their first GFN:
+        what must be split before the range is zapped, so that only the range is removed."""
+        if not self.huge:
             return []
         p = self.sizes.pages_per_huge
         return [(z3.And(self.mirror.huge_leaf(r), _lt(base, end), _lt(lo, base + p),
-                        z3.Or(_lt(base, lo), _lt(end, base + p))), base, "DEMOTE")
+                        z3.Or(_lt(base, lo), _lt(end, base + p))), base)
                 for r, base in enumerate(self.sizes.region_bases())]
 
     def _removals(self, lo: z3.ArithRef | int, end: z3.ArithRef | int) -> list[tuple[z3.BoolRef, int, str]]:
@@ -190,16 +204,15 @@ class SeptTeardown:
         """The mirror write that starts a 2M operation under the write lock: a huge leaf
         zapped is written non-present; a huge leaf split becomes a non-leaf whose 4K table
         maps the same pages (tdp_mmu_split_huge_page(), then the split_external_spt hook)."""
-        top = self.mirror.spte_2m[region]
         if op == "REMOVE_2M":
-            return {top: SPTE_2M.NONPRESENT}
-        return {top: SPTE_2M.NONLEAF, **{self.mirror.spte_4k[g]: SPTE_4K.LEAF for g in self.sizes.region_gfns(region)}}
+            return {self.mirror.spte_2m[region]: SPTE_2M.NONPRESENT}
+        return self.mirror.split_huge_page(region)
 
     def start(self, start: int, end: int, zap_step: str) -> dict[Field, object]:
         """The effect, inside the step that takes the write lock, of zapping the mirror
         leaves in [start, end): start on the first one (or the split before it), or
         carry on at once if there is none."""
-        found, effect = self._plan(start, end)
+        found, effect = self._plan(start, end, zap_step)
         then = AFTER_ZAP[zap_step]
         effect[self.ioctl.step] = z3.If(found, IOCTL_STEP.code(zap_step), IOCTL_STEP.code(then))
         return effect
@@ -214,6 +227,11 @@ class SeptTeardown:
             self.end: 0,
             self.op: SEPT_OP.code(op),
         }
+
+    def release(self) -> dict[Field, object]:
+        """A holder has picked up the machine's result (DONE or FAILED): the machine is free."""
+        assert self.op is not None
+        return {self.step: self.steps.IDLE, self.gfn: 0, self.op: SEPT_OP.REMOVE_4K}
 
     def busy(self) -> tuple[z3.BoolRef, dict[Field, object]]:
         """TDX_OPERAND_BUSY, then tdx_no_vcpus_enter_start(): only while a vCPU is in the
