@@ -67,6 +67,23 @@ def _zaps_exactly(m: Model) -> z3.BoolRef:
                          z.op.var == SEPT_OP.REMOVE_2M, overzap))
 
 
+def _invalidation_covers_zap(m: Model) -> z3.BoolRef:
+    """A conversion between its hook and its zap, mmu_lock released: every GFN whose
+    private leaf it will split or remove is inside the invalidation in progress."""
+    h = _huge(m).mirror
+    io, inval, p = h.tdx.ioctl, h.tdx.kvm.inval, h.sizes.pages_per_huge
+    clauses = []
+    for r, base in enumerate(h.sizes.region_bases()):
+        top = base + p
+        touched = z3.And(io.start.var < top, io.end.var > base)
+        covered = z3.And(*[inval.gfn_in_range(z3.IntVal(g)) for g in range(base, top)])
+        clauses.append(z3.Implies(z3.And(touched, h.mirror.huge_leaf(r)), covered))
+        for g in range(base, top):
+            inside = z3.And(io.start.var <= g, io.end.var > g)
+            clauses.append(z3.Implies(z3.And(inside, h.mirror.maps(g)), inval.gfn_in_range(z3.IntVal(g))))
+    return z3.Implies(io.at("HOOK", "HOOK_ALLOC", "CONVERT"), z3.And(*clauses))
+
+
 def _demotion_for_4k_accept(m: Model) -> z3.BoolRef:
     h = _huge(m).mirror
     z = h.z
@@ -103,6 +120,16 @@ INVARIANTS = (
         "private mappings for TDX guests, i.e. must zap _exactly_ [start, end)\"; "
         "kvm_split_cross_boundary_leafs() (RFC v2 16/23)",
         ("tdx_huge",), _zaps_exactly,
+    ),
+    Invariant(
+        "invalidation_covers_zap", Kind.ALWAYS,
+        "a private->shared conversion whose arch hook has run or is allocating, and which has "
+        "yet to zap, holds mmu_invalidate_in_progress over every GFN whose private leaf it will "
+        "split or remove: no fault can map there in between",
+        "kvm_mmu_invalidate_begin() / mmu_invalidate_retry_gfn() (virt/kvm/kvm_main.c, "
+        "arch/x86/kvm/mmu/mmu.c); tdx_gmem_convert() (RFC v5 44/45)",
+        ("tdx_huge",), _invalidation_covers_zap,
+        when=("tdx_huge.conversion_split=tdx_gmem_convert_before_invalidate|tdx_gmem_convert_after_invalidate",),
     ),
     Invariant(
         "guest_inhibit_after_split", Kind.ALWAYS,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+import z3
 
 from checker.compile import compile_model
 from checker.sanity import vacuous
@@ -488,3 +489,19 @@ def test_a_queued_rwlock_makes_readers_wait_behind_a_waiting_writer() -> None:
         c = Lazy(lambda m=m: compile_model(m.get()))
         took = step(c, state(m, waiting), "read_lock(vcpu=1, gfn=0, private=True)")
         assert (took is None) is blocked
+
+
+def test_guest_inhibit_is_never_cleared() -> None:
+    """GUEST_INHIBIT is monotonic (RFC v5 40/45: never cleared, "as KVM doesn't currently
+    support hugepage promotion"; the 4K ACCEPT handler's lockless precheck relies on it):
+    z3 finds no action, under either series' design, that takes a set flag back."""
+    for m in (MODEL.get(), AFTER.get(), BEFORE.get()):
+        writers = [a for a in m.actions for f, _ in a.effect if f.name.startswith("hugepage_guest_inhibit")]
+        assert writers, "no action sets GUEST_INHIBIT"
+        for a in writers:
+            for f, value in a.effect:
+                if not f.name.startswith("hugepage_guest_inhibit"):
+                    continue
+                s = z3.Solver()
+                s.add(a.guard, f.var, z3.Not(value), *[x.domain.constraint(x.var) for x in m.schema.fields])
+                assert s.check() == z3.unsat, f"{a.key} clears {f.name}"

@@ -80,14 +80,16 @@ CONVERSION_SPLIT = Variant(
                      "RFC v2 16/23 <20250807094450.4673-1-yan.y.zhao@intel.com>, v3 11/24",
                      "inside the zap: the pre pass (and a punch-hole's, and a memslot update's) demotes "
                      "the crossing leaves under the write lock it holds, after kvm_mmu_invalidate_begin()"),
-        VariantValue("tdx_gmem_convert_before_invalidate", "RFC v5",
-                     "v5 43-44/45 <20260129011517.3545883-44-seanjc@google.com>, rewritten "
-                     "<aXt_L6QKB9CSTZcW@google.com>: the hook returns before the conversion invalidates",
+        VariantValue("tdx_gmem_convert_before_invalidate", "RFC v5 (review)",
+                     "v5 43/45 changelog <20260129011517.3545883-44-seanjc@google.com>: a pre-zap hook "
+                     "\"to let arch code reject/fail a conversion\", which fails cleanest before anything "
+                     "changed; 44/45 rewritten <aXt_L6QKB9CSTZcW@google.com>",
                      "the arch hook kvm_arch_gmem_convert() -> tdx_gmem_convert() splits under a write lock "
                      "of its own before kvm_mmu_invalidate_begin(); a punch-hole does not split"),
-        VariantValue("tdx_gmem_convert_after_invalidate", "RFC v5 (review)",
-                     "Yan Zhao v3 16/24 on the in-place conversion branch; v5 43/45 calls the hook after "
-                     "kvm_gmem_invalidate_begin() <20260129011517.3545883-44-seanjc@google.com>",
+        VariantValue("tdx_gmem_convert_after_invalidate", "RFC v5",
+                     "v5 43/45 calls the hook after kvm_gmem_invalidate_begin() "
+                     "<20260129011517.3545883-44-seanjc@google.com>; Yan Zhao's v3 16/24 on the in-place "
+                     "conversion branch: after kvm_gmem_invalidate_begin(), before kvm_gmem_zap()",
                      "the same hook after kvm_mmu_invalidate_begin() and before the zap; a punch-hole "
                      "does not split (43/45's hook there runs after the invalidation has zapped)"),
     ),
