@@ -98,10 +98,10 @@ def test_a_bad_spec_variant_is_refused_naming_the_spec_and_key(capsys: pytest.Ca
 
 def test_a_spec_variant_changes_the_design_and_says_so(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """[variants] in a spec: the same scenario with the hook before the invalidation
-    breaks zaps_exactly_its_range; the profile's own placement (after) holds it. The
+    breaks invalidation_covers_zap; the profile's own placement (after) holds it. The
     report names the variant the spec chose."""
     code, out, _ = run(capsys, "--spec", BEFORE_SPEC)
-    assert code == 0 and "violation: zaps_exactly_its_range after 11 steps" in out
+    assert code == 0 and "violation: invalidation_covers_zap after 10 steps" in out
     assert "Profile:    tdx-hugepage-rfc-v5 with tdx_huge.conversion_split =" in out
     assert "(profile: tdx-hugepage-rfc-v5 with tdx_huge.conversion_split = tdx_gmem_convert_before_invalidate;" in out
     text = (ROOT / "specs" / f"{BEFORE_SPEC}.toml").read_text()
