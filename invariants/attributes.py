@@ -46,6 +46,16 @@ def _mapping_matches_attribute(m: Model) -> z3.BoolRef:
     return z3.Implies(_quiescent(a), z3.And(*clauses))
 
 
+def _no_host_reference_to_private(m: Model) -> z3.BoolRef:
+    part = m.parts["attributes"]
+    assert isinstance(part, AttributesComponent)
+    io, attrs = part.ioctl, part.kvm.attrs
+    if io.pinned is None:
+        return z3.BoolVal(True)
+    return z3.And(*[z3.Not(z3.And(io.pinned[g].var, attrs.attr[g].var == ATTRIBUTES.PRIVATE))
+                    for g in range(part.sizes.gfns)])
+
+
 def _mixed_flag_exact(m: Model) -> z3.BoolRef:
     a = _part(m)
     exact = [a.attrs.mixed[r].var == z3.Not(a.attrs.region_uniform(r)) for r in range(a.sizes.huge_pages)]
@@ -83,6 +93,18 @@ INVARIANTS = (
         "huge pages whose GFNs' attributes differ",
         "kvm_arch_post_set_memory_attributes(), hugepage_has_attrs() in arch/x86/kvm/mmu/mmu.c",
         ("attributes",), _mixed_flag_exact,
+        # the per-VM conversion's bookkeeping: the in-place one has none (order-0 folios)
+        when=("attributes.conversion=kvm_vm_set_mem_attributes",),
+    ),
+    Invariant(
+        "no_host_reference_to_private", Kind.ALWAYS,
+        "A-Inv9: with in-place conversion, no page the guest_memfd holds as private has a "
+        "reference from userspace (a pin taken while it was shared): the host could reach "
+        "private memory through it",
+        "kvm_gmem_has_outstanding_references() in __kvm_gmem_set_attributes(), virt/kvm/guest_memfd.c; "
+        "dcde2f853ff4 (KVM: guest_memfd: Ensure pages are not in use before conversion)",
+        ("attributes",), _no_host_reference_to_private,
+        when=("attributes.conversion=kvm_gmem_set_attributes", "attributes.host_pins=1|2"),
     ),
     Invariant(
         "fault_between_pre_and_post", Kind.SOMETIMES,

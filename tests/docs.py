@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from checker.spec import Spec, read
-from model.mmu import profiles
+from model.mmu import build, profiles
 
 from .shipped import ROOT
 
@@ -183,8 +183,13 @@ def case_profile_table() -> str:
                 cells.append("; ".join(_result(s) for s in here))
                 continue
             lacking = sorted({c for s in specs for c in s.components if c not in loaded[name].components})
-            assert lacking, f"{ident}: no spec of it speaks for {name}, which has its components"
-            cells.append(f"does not apply: no `{'`, `'.join(lacking)}` here")
+            if lacking:
+                cells.append(f"does not apply: no `{'`, `'.join(lacking)}` here")
+                continue
+            gone = sorted({g for s in specs for g in s.guards_off
+                           if g not in build(s.components, s.sizes, s.options, profile=loaded[name]).guards})
+            assert gone, f"{ident}: no spec of it speaks for {name}, which has its components and guards"
+            cells.append(f"does not apply: no guard `{'`, `'.join(gone)}` here")
         lines.append(f"| {ident} {entry.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

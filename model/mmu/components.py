@@ -14,7 +14,7 @@ from .fault import FaultPath, FaultRefinement
 from .invalidate import Invalidation
 from .kvm import Kvm
 from .locks import MmuLock
-from .set_memory_attributes import Conversion, SetMemoryAttributes
+from .set_memory_attributes import CONVERSION, Conversion, SetMemoryAttributes
 from .sizes import Sizes
 from .tdp import Root
 
@@ -42,6 +42,9 @@ class AttributesComponent(Component):
         Option("queued_rwlock", bool, False,
                "mmu_lock as the kernel's queued rwlock: a reader waits behind a waiting writer "
                "(more states; needed for progress properties a writer starved by readers would break)"),
+        Option("host_pins", int, 0,
+               "times userspace may pin a shared page (pin_user_pages(), e.g. for DMA) and later "
+               "unpin it; with in-place conversion that page is the one that turns private", minimum=0, maximum=2),
         Option("max_conversions", int, 2, "KVM_SET_MEMORY_ATTRIBUTES calls allowed", minimum=0, maximum=4),
         Option(
             "conversions", list, [],
@@ -49,6 +52,8 @@ class AttributesComponent(Component):
             "'private'); empty means any range to either attribute",
         ),
     )
+
+    variants = (CONVERSION,)
 
     def __init__(self, sizes: Sizes, options: Mapping[str, Any]) -> None:
         self.sizes = sizes
@@ -72,7 +77,11 @@ class AttributesComponent(Component):
         )
         self.fault = FaultPath(b, self.kvm, self.fault_refinement)
         self.ioctl = SetMemoryAttributes(b, self.kvm, self.conversions, self.config["max_conversions"],
-                                         self.conversion_hook)
+                                         self.conversion_hook, self.variant["conversion"],
+                                         self.config["host_pins"])
+        if self.ioctl.inplace:  # every fault gets its pfn from guest_memfd, under its invalidate lock
+            self.fault_refinement.all_from_gmem = True
+            self.fault_refinement.get_pfn_excluded = self.ioctl.holds_invalidate_lock()
 
     def define(self, b: ModelBuilder) -> None:
         self.fault.define(b)

@@ -61,6 +61,12 @@ class FaultRefinement:
     private_max_level: Callable[[int, int], z3.ExprRef] | None = None
     # more reasons in lpage_info's disallow_lpage for a private huge mapping (region)
     private_disallowed: Callable[[int], z3.BoolRef] | None = None
+    # when kvm_gmem_get_pfn() cannot run: another thread holds filemap_invalidate_lock for
+    # write (in-place conversion, where every fault gets its pfn from guest_memfd)
+    get_pfn_excluded: z3.BoolRef | None = None
+    # in-place conversion: shared faults too get their pfn from guest_memfd, whose folios
+    # are order 0, so no fault maps huge
+    all_from_gmem: bool = False
     # per-vCPU locals of other components, reset to the value given when that vCPU's fault ends
     idle_locals: list[tuple[Family, object]] = field(default_factory=list)
 
@@ -217,11 +223,17 @@ class FaultPath:
         resolves the pfn: kvm_gmem_get_pfn() for private memory, whose folio order sets
         fault->max_level = kvm_max_level_for_order(); __kvm_faultin_pfn() for shared
         memory, whose host mapping level is applied later by kvm_mmu_max_mapping_level().
+        With in-place conversion every fault gets its pfn from guest_memfd, whose
+        kvm_gmem_get_pfn() takes filemap_invalidate_lock for read (it waits while a
+        conversion or a punch-hole holds it for write) and whose folios are order 0:
+        max_level is 4K, shared or private.
         """
         v = vcpu
         region = self.sizes.region_of(gfn)
         max_level: object = self.attrs.gmem_level[region].var if private else LEVEL.PG_LEVEL_2M
-        if private and self.refine.private_4k_only:
+        if self.refine.all_from_gmem:  # guest_memfd's folios are order 0, shared ones included
+            max_level = LEVEL.PG_LEVEL_4K
+        elif private and self.refine.private_4k_only:
             max_level = LEVEL.PG_LEVEL_4K
         elif private and self.refine.private_max_level is not None:
             max_level = self.refine.private_max_level(v, region)
@@ -229,6 +241,8 @@ class FaultPath:
             self.on(v, "SEQ_SNAPSHOT", gfn, private),
             self.attrs.is_private(gfn) == private,
         )
+        if self.refine.get_pfn_excluded is not None:
+            guard = z3.And(guard, z3.Not(self.refine.get_pfn_excluded))
         effect: dict[Field, object] = {self.step[v]: self.steps.PFN, self.max_level[v]: max_level}
         if private and self.refine.gmem_get_pfn is not None:
             effect |= self.refine.gmem_get_pfn(gfn)

@@ -1,9 +1,22 @@
-"""KVM_SET_MEMORY_ATTRIBUTES as the ioctl thread runs it: pre pass, stores, post pass.
+"""A conversion as the ioctl thread runs it: KVM_SET_MEMORY_ATTRIBUTES (pre pass, stores,
+post pass), or guest_memfd's in-place conversion.
 
 Kernel: kvm_vm_set_mem_attributes() in virt/kvm/kvm_main.c, with the x86 hooks
 kvm_arch_pre_set_memory_attributes() and kvm_arch_post_set_memory_attributes() in
 arch/x86/kvm/mmu/mmu.c. The thread holds slots_lock throughout; it is the only writer of
 mem_attr_array, so slots_lock needs no field of its own.
+
+Variant `attributes.conversion`: kvm_vm_set_mem_attributes (per-VM attributes, the above)
+or kvm_gmem_set_attributes, guest_memfd in-place conversion v8 as merged in next-20260923
+(<20260618-gmem-inplace-conversion-v8-0-9d2959357853@google.com>): __kvm_gmem_set_attributes()
+in virt/kvm/guest_memfd.c under filemap_invalidate_lock held for write, which
+kvm_gmem_get_pfn() takes for read; a conversion to private first refuses (-EAGAIN) while a
+page has outstanding references (the host's pins, kvm_gmem_has_outstanding_references());
+kvm_gmem_invalidate_start() invalidates exactly the range (no widening: guest_memfd's
+folios are order 0) and zaps the old type; the attributes are stored at once
+(mas_store_prealloc()); kvm_gmem_invalidate_end(); nothing tracks KVM_LPAGE_MIXED_FLAG.
+mem_attr_array stands for the file's attributes (one file, one binding); per-VM
+attributes are switched off, so KVM_SET_MEMORY_ATTRIBUTES has no actions.
 
 Which conversions the thread may make is a scenario option: by default any range of the
 slot to either attribute, at most `max_conversions` times.
@@ -16,7 +29,18 @@ from dataclasses import dataclass
 
 import z3
 
-from model.lang import EnumDomain, Field, IntDomain, ModelBuilder, Step, kernel
+from model.lang import (
+    BOOL,
+    EnumDomain,
+    Family,
+    Field,
+    IntDomain,
+    ModelBuilder,
+    Step,
+    Variant,
+    VariantValue,
+    kernel,
+)
 
 from .kvm import Kvm
 from .values import ATTRIBUTES
@@ -49,6 +73,27 @@ ZAP_STEPS = ("CONVERT_ZAP", "PUNCH_ZAP", "SLOT_ZAP")
 AFTER_ZAP = {"CONVERT_ZAP": "STORE", "PUNCH_ZAP": "TRUNCATE", "SLOT_ZAP": "IDLE"}
 
 ACTOR = "ioctl"
+HOST = "host"  # userspace pinning shared guest_memfd pages (pin_user_pages())
+
+PER_VM, IN_PLACE = "kvm_vm_set_mem_attributes", "kvm_gmem_set_attributes"
+CONVERSION = Variant("conversion", "who converts memory between shared and private, and what it holds", (
+    VariantValue(PER_VM, "v6.16",
+                 "commit 5a475554db1e (KVM: Introduce per-page memory attributes), with 9129633d568e",
+                 "KVM_SET_MEMORY_ATTRIBUTES on the VM: per-VM attributes under slots_lock; the pre pass "
+                 "widens the invalidation to the huge pages at the range's ends, the stores run one GFN "
+                 "at a time, the post pass recomputes KVM_LPAGE_MIXED_FLAG"),
+    VariantValue(IN_PLACE, "gmem-inplace-v8",
+                 "guest_memfd in-place conversion v8 <20260618-gmem-inplace-conversion-v8-0-9d2959357853@google.com>, "
+                 "in next-20260923: 1ae5be958ff7, 799c9fadc639, dcde2f853ff4, 6fa1dab756fd, e088c7f86bef, "
+                 "2e646bcfcf90, 537ec2b15fdd",
+                 "KVM_SET_MEMORY_ATTRIBUTES2 on the guest_memfd: per-file attributes under "
+                 "filemap_invalidate_lock (kvm_gmem_get_pfn() takes it shared); to private refused while "
+                 "a page is in use; the exact range invalidated; attributes stored at once; no mixed "
+                 "tracking; a punch-hole zaps shared and private mappings"),
+))
+# the ioctl steps at which it holds filemap_invalidate_lock for write (in-place conversion):
+# its conversion (and the arch hook inside it) and the punch-hole
+GMEM_LOCKED = ("CONVERT_ZAP", "STORE", "POST", "PUNCH_ZAP", "TRUNCATE", "GMEM_END")
 
 # tear down the mirror leaves in [start, end) from the ioctl step given: the effect
 MirrorTeardown = Callable[[int, int, str], dict[Field, object]]
@@ -71,11 +116,12 @@ class SetMemoryAttributes:
     mirror_teardown: MirrorTeardown | None = None
 
     def __init__(self, b: ModelBuilder, kvm: Kvm, conversions: Sequence[Conversion], max_conversions: int,
-                 hook: str | None = None) -> None:
+                 hook: str | None = None, conversion: str = PER_VM, host_pins: int = 0) -> None:
         self.sizes, self.attrs, self.inval, self.lock = kvm.sizes, kvm.attrs, kvm.inval, kvm.lock
         assert hook is None or hook in PLACEMENTS
         self.hook = hook  # where a private->shared conversion calls its arch hook, if it has one
         self.steps = IOCTL_STEP_HOOKED if hook else IOCTL_STEP
+        self.inplace = conversion == IN_PLACE  # attributes.conversion
         self.direct, self.mirror = kvm.direct, kvm.mirror
         sizes, inval = kvm.sizes, kvm.inval
         self.conversions = tuple(conversions)
@@ -94,19 +140,34 @@ class SetMemoryAttributes:
             "ioctl.next_gfn", IntDomain(0, n, gfn_names), 0, "the next xa_store of the store pass"
         )
         kvm.lock.add_writer(self.zapping())
+        self.host_pins = host_pins
+        self.pinned: Family | None = None
+        if host_pins:
+            self.pinned = b.family("host.pinned", sizes.gfn_labels(), BOOL, False,
+                                   "userspace holds a pin_user_pages() reference on the shared guest_memfd page")
+            self.pins: Field = b.field("host.pins", IntDomain(0, host_pins), 0, "pins taken so far")
+        self.refcount_check = b.guard(
+            "gmem-outstanding-references",
+            "an in-place conversion to private refuses (-EAGAIN) while a page of the range has a "
+            "reference beyond guest_memfd's own: kvm_gmem_has_outstanding_references()",
+            "dcde2f853ff4 (KVM: guest_memfd: Ensure pages are not in use before conversion), "
+            "in-place conversion v8",
+        ) if self.inplace else None
         if hook:
             kvm.lock.add_writer(self.at("HOOK_SPLIT"))
         # the steps whose next step takes the write lock
         kvm.lock.add_waiter(self.at("POST", "GMEM_END", *(s for s in HOOK_STEPS if s != "HOOK_SPLIT" and hook)))
         # the steps at which no invalidation of this thread is in progress
         quiet = ["IDLE", "SLOT_ZAP", *(HOOK_STEPS[1:] if hook == "before_invalidate" else ())]
+        # the per-VM pre pass's widening; in-place conversion calls no pre pass (its
+        # order-0 folios are never mapped huge)
         self.huge_range = b.guard(
             "huge-range",
             "kvm_arch_pre_set_memory_attributes() adds the whole huge page holding the head "
             "and the tail of the range to the invalidation range",
             "commit 9129633d568e (KVM: x86/mmu: Prevent installing hugepages when mem "
             "attributes are changing)",
-        )
+        ) if not self.inplace else False
         b.fact(
             "invalidation_tracks_ioctl",
             "mmu_invalidate_in_progress is 1 exactly while the ioctl thread is between an "
@@ -133,14 +194,29 @@ class SetMemoryAttributes:
         return out
 
     def define(self, b: ModelBuilder) -> None:
+        start = self.kvm_gmem_set_attributes if self.inplace else self.kvm_pre_set_memory_attributes
         for c in self.conversions:
-            b.action(self.kvm_pre_set_memory_attributes, ACTOR, conversion=c)
+            b.action(start, ACTOR, conversion=c)
         if self.hook == "after_invalidate":
             for c in self.hooked():
                 b.action(self.kvm_unmap_gfn_range, ACTOR, conversion=c)
-        for g in range(self.sizes.gfns):
-            b.action(self.xa_store, ACTOR, gfn=g)
-        b.action(self.kvm_arch_post_set_memory_attributes, ACTOR)
+        if self.inplace:
+            b.action(self.mas_store_prealloc, ACTOR)
+            b.action(self.gmem_invalidate_end, ACTOR)
+        else:
+            for g in range(self.sizes.gfns):
+                b.action(self.xa_store, ACTOR, gfn=g)
+            b.action(self.kvm_arch_post_set_memory_attributes, ACTOR)
+        for g in range(self.sizes.gfns if self.pinned is not None else 0):
+            b.action(self.pin_user_pages, HOST, gfn=g)
+            b.action(self.unpin_user_page, HOST, gfn=g)
+
+    def holds_invalidate_lock(self) -> z3.BoolRef:
+        """In-place conversion: the thread holds guest_memfd's filemap_invalidate_lock for
+        write (its conversion, with any arch hook inside it, or a punch-hole)."""
+        if not self.inplace:
+            return z3.BoolVal(False)
+        return self.at(*GMEM_LOCKED, *(HOOK_STEPS if self.hook else ()))
 
     # -- helpers --------------------------------------------------------------------
 
@@ -190,15 +266,41 @@ class SetMemoryAttributes:
         to kvm_gmem_invalidate_begin().
         Left out: xa_reserve() failing with -ENOMEM, the remote TLB flush itself.
         """
+        return self._start(conversion, "kvm_pre_set_memory_attributes", self._widened_range(conversion))
+
+    @kernel("__kvm_gmem_set_attributes")
+    def kvm_gmem_set_attributes(self, conversion: Conversion) -> Step:
+        """In-place conversion (attributes.conversion = kvm_gmem_set_attributes):
+        KVM_SET_MEMORY_ATTRIBUTES2 on the guest_memfd -> __kvm_gmem_set_attributes() takes
+        filemap_invalidate_lock for write, returns early if the range has the attributes,
+        and for a conversion to private unmaps the host's mappings and refuses with -EAGAIN
+        while kvm_gmem_has_outstanding_references() (guard `gmem-outstanding-references`:
+        a host pin in the range); then kvm_gmem_invalidate_start() with the filter of the
+        old type: under mmu_lock for write, kvm_mmu_invalidate_start(), the range added as
+        it is (no huge-page widening) and its leaves of the old type zapped. An arch hook
+        (RFC v5's kvm_arch_gmem_convert()) runs before this step or stops it after the
+        invalidation, as for KVM_SET_MEMORY_ATTRIBUTES. Left out: the maple tree's
+        preallocation failing with -ENOMEM, several files or bindings.
+        """
         c = conversion
+        refused: z3.BoolRef = z3.BoolVal(False)
+        if c.attributes == "PRIVATE" and self.refcount_check and self.pinned is not None:
+            refused = z3.Or(*[self.pinned[g].var for g in range(c.start, c.end)])
+        return self._start(c, "kvm_gmem_set_attributes", (c.start, c.end), refused)
+
+    def _start(self, c: Conversion, name: str, inval_range: tuple[z3.ArithRef | int, z3.ArithRef | int],
+               refused: z3.BoolRef | None = None) -> Step:
+        """A conversion's start under mmu_lock for write: begin the invalidation of
+        `inval_range`, then zap the revoked type's leaves (or stop for the arch hook)."""
         value = getattr(ATTRIBUTES, c.attributes)
         hooked = self.hook is not None and c.attributes == "SHARED"  # the arch hook prepares the mirror
-        start, end = self._widened_range(c)
+        start, end = inval_range
         guard = z3.And(
             self._next(c) if hooked and self.hook == "before_invalidate" else self.step.var == IOCTL_STEP.IDLE,
             self.inval.seq.var - self.other_invalidations < self.max_conversions,
             z3.Not(self.attrs.range_has(c.start, c.end, value)),
             self.lock.write_lockable(),
+            z3.Not(refused) if refused is not None else z3.BoolVal(True),
         )
         effect: dict[Field, object] = {
             **self.inval.begin_with_range(start, end),
@@ -206,9 +308,9 @@ class SetMemoryAttributes:
             self.next_gfn: c.start,
         }
         if hooked and self.hook == "after_invalidate":
-            return Step(f"kvm_pre_set_memory_attributes({c.text()}): kvm_mmu_invalidate_begin(); "
+            return Step(f"{name}({c.text()}): kvm_mmu_invalidate_begin(); "
                         "kvm_arch_gmem_convert() next", guard, {**effect, self.step: self.steps.HOOK})
-        return Step(f"kvm_pre_set_memory_attributes({c.text()})", guard, {**effect, **self._zap(c)})
+        return Step(f"{name}({c.text()})", guard, {**effect, **self._zap(c)})
 
     def _zap(self, c: Conversion) -> dict[Field, object]:
         """kvm_unmap_gfn_range() of the leaves of the root whose attribute is revoked."""
@@ -269,6 +371,47 @@ class SetMemoryAttributes:
             self.step: z3.If(last, IOCTL_STEP.POST, IOCTL_STEP.STORE),
         }
         return Step(f"xa_store(mem_attr_array, g{gfn})", guard, effect)
+
+    @kernel("mas_store_prealloc")
+    def mas_store_prealloc(self) -> Step:
+        """In-place conversion: after kvm_gmem_invalidate_start() (and, to shared,
+        kvm_gmem_make_shared(), whose arch callback cannot fail), __kvm_gmem_set_attributes()
+        stores the range's new attributes at once with mas_store_prealloc(), without
+        mmu_lock: faults are kept out by the invalidation in progress. Left out:
+        kvm_arch_gmem_make_shared()'s effect (TDX has none to model)."""
+        effect: dict[Field, object] = {self.step: IOCTL_STEP.POST}
+        for g in range(self.sizes.gfns):
+            inside = z3.And(self.start.var <= g, self.end.var > g)
+            effect[self.attrs.attr[g]] = z3.If(inside, self.attributes.var, self.attrs.attr[g].var)
+        return Step("mas_store_prealloc(attributes, [start, end))", self.step.var == IOCTL_STEP.STORE, effect)
+
+    @kernel("kvm_gmem_invalidate_end")
+    def gmem_invalidate_end(self) -> Step:
+        """In-place conversion: kvm_gmem_invalidate_end() -> kvm_mmu_invalidate_end() under
+        mmu_lock for write (seq++, in_progress--), then filemap_invalidate_unlock().
+        Nothing recomputes KVM_LPAGE_MIXED_FLAG (guest_memfd's folios are order 0)."""
+        effect = {**self.inval.end(), self.step: IOCTL_STEP.IDLE, self.start: 0, self.end: 0,
+                  self.attributes: ATTRIBUTES.SHARED, self.next_gfn: 0}
+        guard = z3.And(self.step.var == IOCTL_STEP.POST, self.lock.write_lockable())
+        return Step("kvm_gmem_invalidate_end(); filemap_invalidate_unlock()", guard, effect)
+
+    @kernel("pin_user_pages")
+    def pin_user_pages(self, gfn: int) -> Step:
+        """Userspace pins a shared guest_memfd page (pin_user_pages() through its mmap,
+        e.g. for DMA): the page now has a reference guest_memfd does not own. The fault
+        that maps it takes filemap_invalidate_lock for read (kvm_gmem_fault_user_mapping()),
+        so it waits for a conversion in progress. Left out: the unpinned host mappings
+        (unmap_mapping_pages() removes them before the check)."""
+        assert self.pinned is not None
+        guard = z3.And(self.attrs.attr[gfn].var == ATTRIBUTES.SHARED, z3.Not(self.pinned[gfn].var),
+                       self.pins.var < self.host_pins, z3.Not(self.holds_invalidate_lock()))
+        return Step(f"host: pin_user_pages(g{gfn})", guard, {self.pinned[gfn]: True, self.pins: self.pins.var + 1})
+
+    @kernel("unpin_user_page")
+    def unpin_user_page(self, gfn: int) -> Step:
+        """Userspace drops its pin: unpin_user_page()."""
+        assert self.pinned is not None
+        return Step(f"host: unpin_user_page(g{gfn})", self.pinned[gfn].var, {self.pinned[gfn]: False})
 
     @kernel("kvm_arch_post_set_memory_attributes")
     def kvm_arch_post_set_memory_attributes(self) -> Step:

@@ -112,8 +112,10 @@ class GuestMemfd:
         """fallocate(PUNCH_HOLE) -> kvm_gmem_punch_hole() up to kvm_gmem_invalidate_begin():
         under mmu_lock for write, kvm_mmu_invalidate_begin(), then kvm_mmu_unmap_gfn_range()
         (range add, then zap with KVM_FILTER_PRIVATE: the mirror leaves of the range go
-        through the TDX tear-down). Left out: filemap_invalidate_lock (the ioctl thread
-        does one thing at a time), several bindings of the file."""
+        through the TDX tear-down; with in-place conversion, KVM_FILTER_SHARED too, the
+        direct root's leaves). Left out: several bindings of the file; filemap_invalidate_lock
+        is the ioctl thread's (it does one thing at a time), which faults wait for only with
+        in-place conversion."""
         io = self.ioctl
         guard = z3.And(
             io.step.var == IOCTL_STEP.IDLE,
@@ -122,6 +124,8 @@ class GuestMemfd:
         )
         effect: dict[Field, object] = {
             **self.inval.begin_with_range(hole.start, hole.end),
+            # in-place conversion: the file holds both kinds, so both are zapped (e088c7f86bef)
+            **(self.ioctl.direct.zap_leafs(hole.start, hole.end) if self.ioctl.inplace else {}),
             **self.teardown(hole.start, hole.end, "PUNCH_ZAP"),
             io.start: hole.start,
             io.end: hole.end,
