@@ -107,6 +107,13 @@ INVARIANTS = (
         when=("attributes.conversion=kvm_gmem_set_attributes", "attributes.host_pins=1|2"),
     ),
     Invariant(
+        "invalidations_overlap", Kind.SOMETIMES,
+        "two invalidations are in progress at once (the ioctl thread's and the mmu_notifier's): "
+        "mmu_invalidate_in_progress is 2 and the range is their union",
+        "kvm_mmu_invalidate_begin(), kvm_mmu_invalidate_range_add() in virt/kvm/kvm_main.c",
+        ("attributes",), lambda m: _part(m).inval.in_progress.var >= 2, when=("attributes.mmu_notifiers=1|2",),
+    ),
+    Invariant(
         "fault_between_pre_and_post", Kind.SOMETIMES,
         "a vCPU holds mmu_lock for read while KVM_SET_MEMORY_ATTRIBUTES is between its pre "
         "pass and its post pass",

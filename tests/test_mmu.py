@@ -227,3 +227,55 @@ def test_a_huge_leaf_replaces_a_non_leaf_and_frees_its_table() -> None:
                   sptes={"mirror_spte_2m[g0]": "NONLEAF", "mirror_spte_4k[g2]": "LEAF"})
     st = step(c, st, fault("map_target_level_2m", 0, 1, True))
     assert labels(c.model, st, "mirror_spte_2m[g0]", "mirror_spte_4k[g2]") == ("LEAF", "NONPRESENT")
+
+
+# -- overlapping invalidations: the mmu_notifier -------------------------------------------
+
+@cache
+def overlapping(off: tuple[str, ...] = ()) -> Compiled:
+    options = {"attributes": {"initial_attributes": "shared", "max_conversions": 1, "mmu_notifiers": 1,
+                              "conversions": [{"start": 1, "end": 2, "attributes": "private"}]}}
+    return compile_model(build(["attributes"], Sizes(1, 1, 4), options, off))
+
+
+def test_overlapping_invalidations_count_and_keep_the_union() -> None:
+    """kvm_mmu_invalidate_begin() counts, kvm_mmu_invalidate_range_add() widens the range in
+    progress to the union, and the range stays until the last end; guard range-union off,
+    the later range replaces it."""
+    c = overlapping()
+    begun = step(c, state(c.model), conv(1, 2, "PRIVATE"))
+    assert begun is not None
+    both = step(c, begun, "kvm_mmu_notifier_invalidate_range_start(start=3, end=4)")
+    assert both is not None
+    assert labels(c.model, both, "mmu_invalidate_in_progress", "mmu_invalidate_range_start",
+                  "mmu_invalidate_range_end") == ("2", "g0", "g4")
+    one_left = step(c, both, "kvm_mmu_notifier_invalidate_range_end()")
+    assert one_left is not None
+    assert labels(c.model, one_left, "mmu_invalidate_in_progress", "mmu_invalidate_seq",
+                  "mmu_invalidate_range_start", "mmu_invalidate_range_end") == ("1", "1", "g0", "g4")
+    alone = step(c, state(c.model), "kvm_mmu_notifier_invalidate_range_start(start=3, end=4)")
+    assert alone is not None and labels(c.model, alone, "mmu_invalidate_range_start") == ("g3",)
+    lost = overlapping(("range-union",))
+    begun = step(lost, state(lost.model), conv(1, 2, "PRIVATE"))
+    assert begun is not None
+    replaced = step(lost, begun, "kvm_mmu_notifier_invalidate_range_start(start=3, end=4)")
+    assert replaced is not None
+    assert labels(lost.model, replaced, "mmu_invalidate_range_start", "mmu_invalidate_range_end") == ("g3", "g4")
+
+
+def test_the_mmu_notifier_zaps_the_shared_side_only() -> None:
+    c = overlapping()
+    mapped = state(c.model, {"direct_spte_2m[g0]": "LEAF", "mirror_spte_2m[g0]": "NONLEAF",
+                             "mirror_spte_4k[g1]": "LEAF"})
+    after = step(c, mapped, "kvm_mmu_notifier_invalidate_range_start(start=0, end=2)")
+    assert after is not None
+    assert labels(c.model, after, "direct_spte_2m[g0]", "mirror_spte_4k[g1]") == ("NONPRESENT", "LEAF")
+    assert step(c, {**after, "fault.step[vcpu0]": 3}, "kvm_mmu_notifier_invalidate_range_end()") is None  # a reader
+
+
+def test_no_mmu_notifier_with_in_place_conversion() -> None:
+    from model.lang import OptionError
+    from model.mmu.profiles import load
+
+    with pytest.raises(OptionError, match="no mmu_notifier invalidates"):
+        build(["attributes"], Sizes(1, 1, 2), {"attributes": {"mmu_notifiers": 1}}, profile=load("gmem-inplace-v8"))

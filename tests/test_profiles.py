@@ -290,6 +290,23 @@ def test_against_the_walk_copy_changes_no_verdict(capsys: pytest.CaptureFixture[
     assert "4 of 21 verdicts differ" in out
 
 
+@pytest.mark.slow  # two exhaustive searches with the no-progress search: about a minute
+def test_against_rfc_v5_and_v3_the_huge_page_designs_agree_on_every_property(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """RFC v5 (no promotion, the conversion hook after the invalidation, the ACCEPT
+    handler of 41/45 on the mirror root) against RFC v2/v3 (promotion, the split inside
+    the zap) on RFC v5's default world, every guard on: every safety and progress
+    property holds under both; the designs differ only in what they reach."""
+    code, out, _ = run(capsys, "--spec", "tdx-hugepage-rfc-v5-default", "--against", "tdx-hugepage-rfc-v3")
+    assert code == 1 and "6 of 29 verdicts differ" in out
+    rows = _rows(out)
+    assert rows["invalidation_covers_zap"] == ["ALWAYS", "holds", "does", "not", "apply"]
+    assert rows["conversion_hook_splits"][:4] == ["SOMETIMES", "reached", "after", "15"]
+    assert rows["promotion_succeeded"] == ["SOMETIMES", "does", "not", "apply", "not", "reached"]
+    assert not [name for name, (kind, *verdicts) in rows.items()
+                if kind in ("ALWAYS", "PROGRESS") and ("violated" in verdicts or "cycle" in verdicts)]
+
+
 def test_the_refactor_takes_a_present_old_spte_where_the_hooks_refused_it() -> None:
     """tdx.propagation: with guard spurious-check off, set_external_spte_present() bugs the
     VM on a present old SPTE; set_external_spte(old, new) removes the S-EPT leaf."""

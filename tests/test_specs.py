@@ -97,13 +97,17 @@ def test_spec_meets_its_expectation(path: Path, profile: str, capsys: pytest.Cap
 
 def test_a_profile_skipped_for_a_spec_gives_it_the_same_model() -> None:
     """The skip above is sound: under v6.16 and the huge-page series (which changes no
-    variant of v6.16) a TDX spec builds the same model; v6.19 does not."""
+    variant of v6.16) a TDX spec builds the same model, and under v7.3 and RFC v5; v6.19
+    and in-place conversion do not."""
     spec = read(ROOT / "specs" / "unfrozen-mirror-sept-order__no-freeze.toml")
-    assert _models(spec) == ["v6.16", "v6.19", "v7.3"]
-    same = [spec.with_profile(n).build() for n in ("v6.16", "tdx-hugepage-rfc-v3")]
-    assert fingerprint(same[0]) == fingerprint(same[1])
-    assert [a.text for a in same[0].actions] == [a.text for a in same[1].actions]
-    assert fingerprint(spec.with_profile("v6.19").build()) != fingerprint(same[0])
+    assert _models(spec) == ["v6.16", "v6.19", "v7.3", "gmem-inplace-v8"]
+    for pair in (("v6.16", "tdx-hugepage-rfc-v3"), ("v7.3", "tdx-hugepage-rfc-v5")):
+        same = [spec.with_profile(n).build() for n in pair]
+        assert fingerprint(same[0]) == fingerprint(same[1])
+        assert [a.text for a in same[0].actions] == [a.text for a in same[1].actions]
+    v616 = spec.with_profile("v6.16").build()
+    assert fingerprint(spec.with_profile("v6.19").build()) != fingerprint(v616)
+    assert fingerprint(spec.with_profile("gmem-inplace-v8").build()) != fingerprint(spec.with_profile("v7.3").build())
     mmio = read(ROOT / "specs" / "mmio-default.toml")
     assert _models(mmio) == ["v6.16"]
 

@@ -14,6 +14,7 @@ from .fault import FaultPath, FaultRefinement
 from .invalidate import Invalidation
 from .kvm import Kvm
 from .locks import MmuLock
+from .mmu_notifier import MmuNotifier
 from .set_memory_attributes import CONVERSION, Conversion, SetMemoryAttributes
 from .sizes import Sizes
 from .tdp import Root
@@ -45,6 +46,10 @@ class AttributesComponent(Component):
         Option("host_pins", int, 0,
                "times userspace may pin a shared page (pin_user_pages(), e.g. for DMA) and later "
                "unpin it; with in-place conversion that page is the one that turns private", minimum=0, maximum=2),
+        Option("mmu_notifiers", int, 0,
+               "invalidations of shared memory by the host's mm (kvm_mmu_notifier_invalidate_range_start/"
+               "_end), an invalidating thread independent of the ioctl thread: overlapping invalidations",
+               minimum=0, maximum=2),
         Option("max_conversions", int, 2, "KVM_SET_MEMORY_ATTRIBUTES calls allowed", minimum=0, maximum=4),
         Option(
             "conversions", list, [],
@@ -70,15 +75,23 @@ class AttributesComponent(Component):
         self.kvm = Kvm(
             sizes,
             MemoryAttributes(b, sizes, self.initial, self.config["private_level"], self.config["shared_level"]),
-            Invalidation(b, sizes, self.config["max_conversions"] + self.extra_invalidations),
+            Invalidation(b, sizes, self.config["max_conversions"] + self.extra_invalidations
+                         + self.config["mmu_notifiers"], 2 if self.config["mmu_notifiers"] else 1),
             MmuLock(self.config["queued_rwlock"]),
             Root(b, sizes, "direct", private=False),
             Root(b, sizes, "mirror", private=True),
         )
         self.fault = FaultPath(b, self.kvm, self.fault_refinement)
+        self.notifier = None
+        if self.config["mmu_notifiers"]:
+            if self.variant.is_("conversion", "kvm_gmem_set_attributes"):
+                raise OptionError("attributes.mmu_notifiers", "in-place conversion maps shared memory from "
+                                  "guest_memfd, which no mmu_notifier invalidates", "0 with in-place conversion")
+            self.notifier = MmuNotifier(b, self.kvm, self.config["mmu_notifiers"])
         self.ioctl = SetMemoryAttributes(b, self.kvm, self.conversions, self.config["max_conversions"],
                                          self.conversion_hook, self.variant["conversion"],
-                                         self.config["host_pins"])
+                                         self.config["host_pins"],
+                                         [self.notifier.active()] if self.notifier else [])
         if self.ioctl.inplace:  # every fault gets its pfn from guest_memfd, under its invalidate lock
             self.fault_refinement.all_from_gmem = True
             self.fault_refinement.get_pfn_excluded = self.ioctl.holds_invalidate_lock()
@@ -86,6 +99,8 @@ class AttributesComponent(Component):
     def define(self, b: ModelBuilder) -> None:
         self.fault.define(b)
         self.ioctl.define(b)
+        if self.notifier is not None:
+            self.notifier.define(b)
 
 
 def _registry() -> dict[str, type[Component]]:

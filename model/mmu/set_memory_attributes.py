@@ -116,7 +116,8 @@ class SetMemoryAttributes:
     mirror_teardown: MirrorTeardown | None = None
 
     def __init__(self, b: ModelBuilder, kvm: Kvm, conversions: Sequence[Conversion], max_conversions: int,
-                 hook: str | None = None, conversion: str = PER_VM, host_pins: int = 0) -> None:
+                 hook: str | None = None, conversion: str = PER_VM, host_pins: int = 0,
+                 other_invalidators: Sequence[z3.BoolRef] = ()) -> None:
         self.sizes, self.attrs, self.inval, self.lock = kvm.sizes, kvm.attrs, kvm.inval, kvm.lock
         assert hook is None or hook in PLACEMENTS
         self.hook = hook  # where a private->shared conversion calls its arch hook, if it has one
@@ -168,12 +169,15 @@ class SetMemoryAttributes:
             "commit 9129633d568e (KVM: x86/mmu: Prevent installing hugepages when mem "
             "attributes are changing)",
         ) if not self.inplace else False
+        busy = (z3.Not(self.at(*quiet)), *other_invalidators)
+        counted = inval.in_progress.var == z3.Sum(*[z3.If(t, 1, 0) for t in busy])
         b.fact(
             "invalidation_tracks_ioctl",
-            "mmu_invalidate_in_progress is 1 exactly while the ioctl thread is between an "
-            "invalidation's begin and end, and seq + in_progress never exceeds the scenario's bound",
+            "mmu_invalidate_in_progress counts the threads between an invalidation's begin and "
+            "end (the ioctl thread, and the mmu_notifier if the scenario has one), and seq + "
+            "in_progress never exceeds the scenario's bound",
             z3.And(
-                (inval.in_progress.var == 1) == z3.Not(self.at(*quiet)),
+                counted if other_invalidators else (inval.in_progress.var == 1) == z3.Not(self.at(*quiet)),
                 inval.seq.var + inval.in_progress.var <= inval.max_invalidations,
             ),
         )
