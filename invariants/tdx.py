@@ -203,7 +203,11 @@ def _removal_under_write_lock(m: Model) -> z3.BoolRef:
     tdx_sept_remove_leaf_spte() under the read lock (set_external_spte(old, new) only)."""
     t = _tdx(m)
     f = t.fault
-    clauses = [z3.Implies(t.teardown.step.var != t.teardown.steps.IDLE, t.kvm.lock.write_held())]
+    # at NEXT the machine is between two leaves: no S-EPT operation in flight (a zap may
+    # yield mmu_lock there, option zap_yields)
+    z = t.teardown
+    in_flight = z3.And(z.step.var != z.steps.IDLE, z.step.var != z.steps.NEXT)
+    clauses = [z3.Implies(in_flight, t.kvm.lock.write_held())]
     after = [s for s in ("REMOVED_PRESENT", "RESTORE_PRESENT") if s in f.steps.members]
     clauses += [f.step[v].var != f.steps.code(s) for v in range(t.sizes.vcpus) for s in after]
     return z3.And(*clauses)
@@ -243,7 +247,21 @@ def _teardown_waiting(m: Model) -> list[tuple[str, z3.BoolRef]]:
     return [("ioctl", z3.And(t.ioctl.zapping(), t.teardown.step.var != t.teardown.steps.IDLE))]
 
 
+def _zap_yielded(m: Model) -> z3.BoolRef:
+    """A zap of the ioctl thread dropped mmu_lock between SPTEs and a fault holds it for read."""
+    t = _tdx(m)
+    assert t.ioctl.zap_yielded is not None
+    return z3.And(t.ioctl.zap_yielded.var, t.kvm.lock.read_held())
+
+
 INVARIANTS = (
+    Invariant(
+        "zap_yielded_to_a_fault", Kind.SOMETIMES,
+        "the ioctl thread's zap dropped mmu_lock between two SPTEs (tdp_mmu_iter_cond_resched()) "
+        "and a vCPU's fault holds it for read",
+        "tdp_mmu_iter_cond_resched() in tdp_mmu_zap_leafs(), arch/x86/kvm/mmu/tdp_mmu.c",
+        ("tdx",), _zap_yielded, when=("tdx.zap_yields=true",),
+    ),
     Invariant(
         "external_mirrors_mirror", Kind.ALWAYS,
         "M-Inv1/2/5: every present mirror SPTE outside its owner's set_external_spte_present() "

@@ -185,6 +185,11 @@ def _all_components_model(name: str):  # type: ignore[no-untyped-def]
     options: dict[str, dict[str, object]] = {"mmio": {"vms": ["vmx", "tdx"]}} if "mmio" in p.components else {}
     if "guest" in p.components:
         options["guest"] = {"pre_faults": 1}
+    if "tdx" in p.components:
+        options["tdx"] = {"zap_yields": True}
+    if "attributes" in p.components:  # the mm's invalidations exist only with per-VM attributes
+        per_vm = p.variants["attributes.conversion"] == "kvm_vm_set_mem_attributes"
+        options["attributes"] = {"host_pins": 1, "mmu_notifiers": 1 if per_vm else 0}
     roots = [c for c in p.components if c not in ("attributes", "tdx")] or list(p.components)
     return build(roots, Sizes(2, 1, 2), options, profile=p)
 

@@ -203,6 +203,33 @@ def test_faults_wait_while_the_zap_holds_the_write_lock() -> None:
     assert step(C, free, "read_lock(vcpu=0, gfn=0, private=True)") is not None
 
 
+YIELDS = Lazy(lambda: build(["tdx", "guest"], Sizes(2, 1, 2), {"attributes": {"initial_attributes": "private"},
+                                                                 "tdx": {"zap_yields": True}}, profile=PROFILE.get()))
+C_YIELDS = Lazy(lambda: compile_model(YIELDS.get()))
+
+
+def test_a_zap_may_yield_the_lock_between_leaves_and_walks_on_after() -> None:
+    """Option zap_yields: at NEXT, tdp_mmu_iter_cond_resched() drops mmu_lock (a fault may
+    take it for read, the zap may not go on) and takes it again; never in the middle of a
+    leaf's SEAMCALLs. Without the option there is no such step."""
+    m, c = YIELDS, C_YIELDS
+    between = state(m, {"ioctl.step": "CONVERT_ZAP", "sept_zap.step": "NEXT", "sept_zap.gfn": 1, "sept_zap.end": 2,
+                        "ioctl.start": 0, "ioctl.end": 2, "mmu_invalidate_in_progress": 1,
+                        "fault.step[vcpu0]": "PFN", "fault.is_private[vcpu0]": True})
+    assert step(c, between, "read_lock(vcpu=0, gfn=0, private=True)") is None
+    yielded = step(c, between, "tdp_mmu_iter_cond_resched()")
+    assert yielded is not None and labels(m, yielded, "ioctl.zap_yielded") == ("true",)
+    assert step(c, yielded, "tdp_mmu_zap_leafs()") is None
+    reader = step(c, yielded, "read_lock(vcpu=0, gfn=0, private=True)")
+    assert reader is not None
+    assert step(c, reader, "tdp_mmu_iter_cond_resched_relock()") is None  # the fault holds it for read
+    relocked = step(c, yielded, "tdp_mmu_iter_cond_resched_relock()")
+    assert relocked is not None and step(c, relocked, "tdp_mmu_zap_leafs()") is not None
+    mid_leaf = {**between, "sept_zap.step": m.get().field("sept_zap.step").domain.code("TRACK")}
+    assert step(c, mid_leaf, "tdp_mmu_iter_cond_resched()") is None
+    assert "tdp_mmu_iter_cond_resched()" not in MODEL.get().by_key
+
+
 # -- the guest --------------------------------------------------------------------------
 
 def test_accept_moves_a_pending_page_to_mapped() -> None:

@@ -117,7 +117,7 @@ class SetMemoryAttributes:
 
     def __init__(self, b: ModelBuilder, kvm: Kvm, conversions: Sequence[Conversion], max_conversions: int,
                  hook: str | None = None, conversion: str = PER_VM, host_pins: int = 0,
-                 other_invalidators: Sequence[z3.BoolRef] = ()) -> None:
+                 other_invalidators: Sequence[z3.BoolRef] = (), zap_yields: bool = False) -> None:
         self.sizes, self.attrs, self.inval, self.lock = kvm.sizes, kvm.attrs, kvm.inval, kvm.lock
         assert hook is None or hook in PLACEMENTS
         self.hook = hook  # where a private->shared conversion calls its arch hook, if it has one
@@ -140,7 +140,12 @@ class SetMemoryAttributes:
         self.next_gfn: Field = b.field(
             "ioctl.next_gfn", IntDomain(0, n, gfn_names), 0, "the next xa_store of the store pass"
         )
-        kvm.lock.add_writer(self.zapping())
+        # tdp_mmu_zap_leafs() may drop mmu_lock between SPTEs (option [tdx] zap_yields)
+        self.zap_yielded: Field | None = None
+        if zap_yields:
+            self.zap_yielded = b.field("ioctl.zap_yielded", BOOL, False,
+                                       "tdp_mmu_iter_cond_resched() dropped mmu_lock in the middle of the zap")
+        kvm.lock.add_writer(self.holds_zap_lock())
         self.host_pins = host_pins
         self.pinned: Family | None = None
         if host_pins:
@@ -189,6 +194,12 @@ class SetMemoryAttributes:
     def zapping(self) -> z3.BoolRef:
         """The ioctl thread holds mmu_lock for write across steps (a TDX tear-down)."""
         return z3.Or(*[self.step.var == IOCTL_STEP.code(s) for s in ZAP_STEPS])
+
+    def holds_zap_lock(self) -> z3.BoolRef:
+        """The thread holds mmu_lock for write in a zap (not yielded)."""
+        if self.zap_yielded is None:
+            return self.zapping()
+        return z3.And(self.zapping(), z3.Not(self.zap_yielded.var))
 
     def after_zap(self) -> z3.ExprRef:
         """Where the ioctl thread goes when its tear-down finishes."""

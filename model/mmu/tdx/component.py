@@ -36,6 +36,9 @@ class TdxComponent(Component):
                "updates of another memslot (each calls kvm_mmu_zap_all_fast)", minimum=0, maximum=2),
         Option("nx_recovery", bool, True,
                "run the NX huge page recovery worker, a zapper under the read lock"),
+        Option("zap_yields", bool, False,
+               "tdp_mmu_zap_leafs() may drop mmu_lock between SPTEs (tdp_mmu_iter_cond_resched()), "
+               "letting faults and other lock holders run in the middle of a zap"),
     )
 
     def __init__(self, sizes: Sizes, options: Mapping[str, Any]) -> None:
@@ -56,6 +59,7 @@ class TdxComponent(Component):
         refine.private_walk_elsewhere = True
         refine.private_4k_only = True  # tdx_gmem_private_max_mapping_level()
         attrs.extra_invalidations = self.config["max_punch_holes"]  # type: ignore[attr-defined]
+        attrs.zap_yields = self.config["zap_yields"]  # type: ignore[attr-defined]
 
     def declare(self, b: ModelBuilder, deps: Mapping[str, Component]) -> None:
         attrs = deps["attributes"]

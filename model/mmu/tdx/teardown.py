@@ -269,6 +269,9 @@ class SeptTeardown:
             b.action(self.tdh_mem_track_busy, MODULE)
             b.action(self.kvm_make_all_cpus_request, ACTOR)
         b.action(self.tdp_mmu_zap_leafs, ACTOR)
+        if self.ioctl.zap_yielded is not None:
+            b.action(self.tdp_mmu_iter_cond_resched, ACTOR)
+            b.action(self.tdp_mmu_iter_cond_resched_relock, ACTOR)
 
     # -- TDH.MEM.RANGE.BLOCK --------------------------------------------------------
 
@@ -397,7 +400,31 @@ class SeptTeardown:
         ioctl thread flushes and drops mmu_lock and goes on with its operation."""
         found, effect = self._plan(self.gfn.var, self.end.var)
         effect[self.ioctl.step] = z3.If(found, self.ioctl.step.var, self.ioctl.after_zap())
-        return Step("tdp_mmu_zap_leafs(): next leaf, or write_unlock(&kvm->mmu_lock)", self.at("NEXT"), effect)
+        guard = self.at("NEXT")
+        if self.ioctl.zap_yielded is not None:
+            guard = z3.And(guard, z3.Not(self.ioctl.zap_yielded.var))
+        return Step("tdp_mmu_zap_leafs(): next leaf, or write_unlock(&kvm->mmu_lock)", guard, effect)
+
+    @kernel("tdp_mmu_iter_cond_resched")
+    def tdp_mmu_iter_cond_resched(self) -> Step:
+        """Option zap_yields: between two SPTEs, tdp_mmu_zap_leafs() ->
+        tdp_mmu_iter_cond_resched() finds the lock contended or a reschedule due: it flushes,
+        leaves the RCU read side and drops mmu_lock (cond_resched_rwlock_write()); faults and
+        other lock holders may run. Left out: the TLB flush before it."""
+        assert self.ioctl.zap_yielded is not None
+        guard = z3.And(self.at("NEXT"), self.ioctl.zapping(), z3.Not(self.ioctl.zap_yielded.var))
+        return Step("tdp_mmu_iter_cond_resched(): write_unlock(&kvm->mmu_lock)", guard,
+                    {self.ioctl.zap_yielded: True})
+
+    @kernel("tdp_mmu_iter_cond_resched")
+    def tdp_mmu_iter_cond_resched_relock(self) -> Step:
+        """tdp_mmu_iter_cond_resched() takes mmu_lock for write again and sets iter->yielded:
+        the walk restarts from the root at the GFN it had reached, so it sees whatever
+        changed in between."""
+        assert self.ioctl.zap_yielded is not None
+        guard = z3.And(self.ioctl.zap_yielded.var, self.ioctl.lock.write_lockable())
+        return Step("tdp_mmu_iter_cond_resched(): write_lock(&kvm->mmu_lock); iter->yielded", guard,
+                    {self.ioctl.zap_yielded: False})
 
 
 def _lt(a: z3.ArithRef | int, b: z3.ArithRef | int) -> z3.BoolRef:
