@@ -8,7 +8,7 @@ import z3
 
 from model.lang import Model
 from model.mmu.guest import GuestComponent, Td
-from model.mmu.set_memory_attributes import IOCTL_STEP
+from model.mmu.set_memory_attributes import IOCTL_STEP, ZAP_YIELD
 from model.mmu.tdx.component import TdxComponent
 from model.mmu.tdx.hugepage import WAITS_FOR_WRITE_LOCK
 from model.mmu.tdx.teardown import SEPT_OP, ZAP_STEP
@@ -251,7 +251,7 @@ def _zap_yielded(m: Model) -> z3.BoolRef:
     """A zap of the ioctl thread dropped mmu_lock between SPTEs and a fault holds it for read."""
     t = _tdx(m)
     assert t.ioctl.zap_yielded is not None
-    return z3.And(t.ioctl.zap_yielded.var, t.kvm.lock.read_held())
+    return z3.And(t.ioctl.zap_yielded.var == ZAP_YIELD.YIELDED, t.kvm.lock.read_held())
 
 
 INVARIANTS = (

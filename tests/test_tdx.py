@@ -218,13 +218,17 @@ def test_a_zap_may_yield_the_lock_between_leaves_and_walks_on_after() -> None:
                         "fault.step[vcpu0]": "PFN", "fault.is_private[vcpu0]": True})
     assert step(c, between, "read_lock(vcpu=0, gfn=0, private=True)") is None
     yielded = step(c, between, "tdp_mmu_iter_cond_resched()")
-    assert yielded is not None and labels(m, yielded, "ioctl.zap_yielded") == ("true",)
+    assert yielded is not None and labels(m, yielded, "ioctl.zap_yield") == ("YIELDED",)
     assert step(c, yielded, "tdp_mmu_zap_leafs()") is None
     reader = step(c, yielded, "read_lock(vcpu=0, gfn=0, private=True)")
     assert reader is not None
-    assert step(c, reader, "tdp_mmu_iter_cond_resched_relock()") is None  # the fault holds it for read
-    relocked = step(c, yielded, "tdp_mmu_iter_cond_resched_relock()")
-    assert relocked is not None and step(c, relocked, "tdp_mmu_zap_leafs()") is not None
+    queued = step(c, reader, "tdp_mmu_iter_cond_resched_requeue()")
+    assert queued is not None
+    assert step(c, queued, "tdp_mmu_iter_cond_resched_relock()") is None  # the fault holds it for read
+    relocked = step(c, step(c, yielded, "tdp_mmu_iter_cond_resched_requeue()"), "tdp_mmu_iter_cond_resched_relock()")
+    assert relocked is not None and labels(m, relocked, "ioctl.zap_yield") == ("RESUMED",)
+    assert step(c, relocked, "tdp_mmu_iter_cond_resched()") is None  # no second yield before progress
+    assert step(c, relocked, "tdp_mmu_zap_leafs()") is not None
     mid_leaf = {**between, "sept_zap.step": m.get().field("sept_zap.step").domain.code("TRACK")}
     assert step(c, mid_leaf, "tdp_mmu_iter_cond_resched()") is None
     assert "tdp_mmu_iter_cond_resched()" not in MODEL.get().by_key

@@ -68,7 +68,9 @@ IOCTL_STEP = EnumDomain(
 # hook returned 0 and the conversion goes on.
 HOOK_STEPS = ("HOOK", "HOOK_ALLOC", "HOOK_SPLIT", "CONVERT")
 IOCTL_STEP_HOOKED = EnumDomain("ioctl_step", [*IOCTL_STEP.members, *HOOK_STEPS])
-PLACEMENTS = ("before_invalidate", "after_invalidate")  # the hook's, relative to kvm_mmu_invalidate_begin()
+PLACEMENTS = ("before_invalidate", "after_invalidate")
+# where a tear-down's zap is with tdp_mmu_iter_cond_resched() (option [tdx] zap_yields)
+ZAP_YIELD = EnumDomain("zap_yield", ["NONE", "YIELDED", "QUEUED", "RESUMED"])
 ZAP_STEPS = ("CONVERT_ZAP", "PUNCH_ZAP", "SLOT_ZAP")
 AFTER_ZAP = {"CONVERT_ZAP": "STORE", "PUNCH_ZAP": "TRUNCATE", "SLOT_ZAP": "IDLE"}
 
@@ -143,9 +145,13 @@ class SetMemoryAttributes:
         # tdp_mmu_zap_leafs() may drop mmu_lock between SPTEs (option [tdx] zap_yields)
         self.zap_yielded: Field | None = None
         if zap_yields:
-            self.zap_yielded = b.field("ioctl.zap_yielded", BOOL, False,
-                                       "tdp_mmu_iter_cond_resched() dropped mmu_lock in the middle of the zap")
+            self.zap_yielded = b.field("ioctl.zap_yield", ZAP_YIELD, "NONE",
+                                       "tdp_mmu_iter_cond_resched() dropped mmu_lock in the middle of the zap "
+                                       "(YIELDED), waits for it again (QUEUED), or took it again and must make "
+                                       "progress before it yields again (RESUMED)")
         kvm.lock.add_writer(self.holds_zap_lock())
+        if self.zap_yielded is not None:  # cond_resched_rwlock_write() queues for the lock again
+            kvm.lock.add_waiter(self.zap_yielded.var == ZAP_YIELD.QUEUED)
         self.host_pins = host_pins
         self.pinned: Family | None = None
         if host_pins:
@@ -199,7 +205,8 @@ class SetMemoryAttributes:
         """The thread holds mmu_lock for write in a zap (not yielded)."""
         if self.zap_yielded is None:
             return self.zapping()
-        return z3.And(self.zapping(), z3.Not(self.zap_yielded.var))
+        dropped = z3.Or(self.zap_yielded.var == ZAP_YIELD.YIELDED, self.zap_yielded.var == ZAP_YIELD.QUEUED)
+        return z3.And(self.zapping(), z3.Not(dropped))
 
     def after_zap(self) -> z3.ExprRef:
         """Where the ioctl thread goes when its tear-down finishes."""

@@ -35,7 +35,7 @@ import z3
 
 from model.lang import EnumDomain, Family, Field, IntDomain, ModelBuilder, Step, Variant, VariantValue, choose, kernel
 
-from ..set_memory_attributes import ACTOR, AFTER_ZAP, IOCTL_STEP, ZAP_STEPS, SetMemoryAttributes
+from ..set_memory_attributes import ACTOR, AFTER_ZAP, IOCTL_STEP, ZAP_STEPS, ZAP_YIELD, SetMemoryAttributes
 from ..tdp import Root
 from ..values import BLOCK_AGE, SEPT_4K, SPTE_2M, SPTE_4K
 from .gmem import GuestMemfd
@@ -271,6 +271,7 @@ class SeptTeardown:
         b.action(self.tdp_mmu_zap_leafs, ACTOR)
         if self.ioctl.zap_yielded is not None:
             b.action(self.tdp_mmu_iter_cond_resched, ACTOR)
+            b.action(self.tdp_mmu_iter_cond_resched_requeue, ACTOR)
             b.action(self.tdp_mmu_iter_cond_resched_relock, ACTOR)
 
     # -- TDH.MEM.RANGE.BLOCK --------------------------------------------------------
@@ -401,8 +402,9 @@ class SeptTeardown:
         found, effect = self._plan(self.gfn.var, self.end.var)
         effect[self.ioctl.step] = z3.If(found, self.ioctl.step.var, self.ioctl.after_zap())
         guard = self.at("NEXT")
-        if self.ioctl.zap_yielded is not None:
-            guard = z3.And(guard, z3.Not(self.ioctl.zap_yielded.var))
+        if self.ioctl.zap_yielded is not None:  # forward progress: a yield may come again after this
+            guard = z3.And(guard, self.ioctl.holds_zap_lock())
+            effect[self.ioctl.zap_yielded] = ZAP_YIELD.NONE
         return Step("tdp_mmu_zap_leafs(): next leaf, or write_unlock(&kvm->mmu_lock)", guard, effect)
 
     @kernel("tdp_mmu_iter_cond_resched")
@@ -410,11 +412,23 @@ class SeptTeardown:
         """Option zap_yields: between two SPTEs, tdp_mmu_zap_leafs() ->
         tdp_mmu_iter_cond_resched() finds the lock contended or a reschedule due: it flushes,
         leaves the RCU read side and drops mmu_lock (cond_resched_rwlock_write()); faults and
-        other lock holders may run. Left out: the TLB flush before it."""
+        other lock holders may run. It yields again only after the walk made progress
+        ("Ensure forward progress has been made before yielding": iter->yielded_gfn).
+        Left out: the TLB flush before it."""
         assert self.ioctl.zap_yielded is not None
-        guard = z3.And(self.at("NEXT"), self.ioctl.zapping(), z3.Not(self.ioctl.zap_yielded.var))
+        guard = z3.And(self.at("NEXT"), self.ioctl.zapping(), self.ioctl.zap_yielded.var == ZAP_YIELD.NONE)
         return Step("tdp_mmu_iter_cond_resched(): write_unlock(&kvm->mmu_lock)", guard,
-                    {self.ioctl.zap_yielded: True})
+                    {self.ioctl.zap_yielded: ZAP_YIELD.YIELDED})
+
+    @kernel("tdp_mmu_iter_cond_resched")
+    def tdp_mmu_iter_cond_resched_requeue(self) -> Step:
+        """tdp_mmu_iter_cond_resched() -> cond_resched_rwlock_write(): back from
+        cond_resched(), write_lock() queues for mmu_lock again; with the queued rwlock
+        (option queued_rwlock) new readers now wait behind it, while readers that got in
+        when it was dropped finish."""
+        assert self.ioctl.zap_yielded is not None
+        return Step("tdp_mmu_iter_cond_resched(): cond_resched(); write_lock() queued",
+                    self.ioctl.zap_yielded.var == ZAP_YIELD.YIELDED, {self.ioctl.zap_yielded: ZAP_YIELD.QUEUED})
 
     @kernel("tdp_mmu_iter_cond_resched")
     def tdp_mmu_iter_cond_resched_relock(self) -> Step:
@@ -422,9 +436,9 @@ class SeptTeardown:
         the walk restarts from the root at the GFN it had reached, so it sees whatever
         changed in between."""
         assert self.ioctl.zap_yielded is not None
-        guard = z3.And(self.ioctl.zap_yielded.var, self.ioctl.lock.write_lockable())
+        guard = z3.And(self.ioctl.zap_yielded.var == ZAP_YIELD.QUEUED, self.ioctl.lock.write_lockable())
         return Step("tdp_mmu_iter_cond_resched(): write_lock(&kvm->mmu_lock); iter->yielded", guard,
-                    {self.ioctl.zap_yielded: False})
+                    {self.ioctl.zap_yielded: ZAP_YIELD.RESUMED})
 
 
 def _lt(a: z3.ArithRef | int, b: z3.ArithRef | int) -> z3.BoolRef:
