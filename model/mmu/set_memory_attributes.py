@@ -311,19 +311,13 @@ class SetMemoryAttributes:
         return self._start(c, "kvm_gmem_set_attributes", (c.start, c.end), refused)
 
     def _start(self, c: Conversion, name: str, inval_range: tuple[z3.ArithRef | int, z3.ArithRef | int],
-               refused: z3.BoolRef | None = None) -> Step:
+               refused: z3.BoolRef | bool = False) -> Step:
         """A conversion's start under mmu_lock for write: begin the invalidation of
         `inval_range`, then zap the revoked type's leaves (or stop for the arch hook)."""
-        value = getattr(ATTRIBUTES, c.attributes)
         hooked = self.hook is not None and c.attributes == "SHARED"  # the arch hook prepares the mirror
         start, end = inval_range
-        guard = z3.And(
-            self._next(c) if hooked and self.hook == "before_invalidate" else self.step.var == IOCTL_STEP.IDLE,
-            self.inval.seq.var - self.other_invalidations < self.max_conversions,
-            z3.Not(self.attrs.range_has(c.start, c.end, value)),
-            self.lock.write_lockable(),
-            z3.Not(refused) if refused is not None else z3.BoolVal(True),
-        )
+        entry = self.at_conversion(c, "CONVERT") if hooked and self.hook == "before_invalidate" else self._fresh(c)
+        guard = z3.And(entry, self.lock.write_lockable(), z3.Not(refused))
         effect: dict[Field, object] = {
             **self.inval.begin_with_range(start, end),
             **self._record(c),
@@ -344,9 +338,21 @@ class SetMemoryAttributes:
     def _record(self, c: Conversion) -> dict[Field, object]:
         return {self.start: c.start, self.end: c.end, self.attributes: getattr(ATTRIBUTES, c.attributes)}
 
-    def _next(self, c: Conversion) -> z3.BoolRef:
-        """The arch hook of conversion `c` returned 0: the conversion goes on."""
-        return z3.And(self.at("CONVERT"), self.start.var == c.start, self.end.var == c.end)
+    def _fresh(self, c: Conversion) -> z3.BoolRef:
+        """Conversion `c` may start: the thread is idle, the scenario allows another, and the
+        range does not already have the attributes (the early return)."""
+        return z3.And(self.step.var == IOCTL_STEP.IDLE,
+                      self.inval.seq.var - self.other_invalidations < self.max_conversions,
+                      z3.Not(self.attrs.range_has(c.start, c.end, getattr(ATTRIBUTES, c.attributes))))
+
+    def _idle(self) -> dict[Field, object]:
+        """The conversion is over: the thread is idle and its locals are cleared."""
+        return {self.step: IOCTL_STEP.IDLE, self.start: 0, self.end: 0, self.attributes: ATTRIBUTES.SHARED,
+                self.next_gfn: 0}
+
+    def at_conversion(self, c: Conversion, step: str) -> z3.BoolRef:
+        """The thread is at `step` of conversion `c` (CONVERT: its arch hook returned 0)."""
+        return z3.And(self.at(step), self.start.var == c.start, self.end.var == c.end)
 
     def hooked(self) -> list[Conversion]:
         """The conversions that call the arch hook (private->shared)."""
@@ -356,18 +362,14 @@ class SetMemoryAttributes:
         """Where conversion `c` calls its arch hook: before the invalidation (a fresh
         conversion, recorded here) or after it (at HOOK)."""
         if self.hook == "before_invalidate":
-            guard = z3.And(self.step.var == IOCTL_STEP.IDLE,
-                           self.inval.seq.var - self.other_invalidations < self.max_conversions,
-                           z3.Not(self.attrs.range_has(c.start, c.end, ATTRIBUTES.SHARED)))
-            return guard, self._record(c)
-        return z3.And(self.at("HOOK"), self.start.var == c.start, self.end.var == c.end), {}
+            return self._fresh(c), self._record(c)
+        return self.at_conversion(c, "HOOK"), {}
 
     def hook_failed(self) -> dict[Field, object]:
         """The arch hook failed (-ENOMEM): the conversion returns the error having changed
         no attribute; after the invalidation began, kvm_mmu_invalidate_end() first."""
         effect: dict[Field, object] = dict(self.inval.end()) if self.hook == "after_invalidate" else {}
-        return {**effect, self.step: IOCTL_STEP.IDLE, self.start: 0, self.end: 0,
-                self.attributes: ATTRIBUTES.SHARED, self.next_gfn: 0}
+        return {**effect, **self._idle()}
 
     @kernel("kvm_unmap_gfn_range")
     def kvm_unmap_gfn_range(self, conversion: Conversion) -> Step:
@@ -375,7 +377,7 @@ class SetMemoryAttributes:
         range, the conversion's zap as in kvm_pre_set_memory_attributes(), under mmu_lock
         taken for write again (the hook dropped it). Left out, as there: the TLB flush."""
         c = conversion
-        guard = z3.And(self._next(c), self.lock.write_lockable())
+        guard = z3.And(self.at_conversion(c, "CONVERT"), self.lock.write_lockable())
         return Step(f"kvm_unmap_gfn_range({c.text()})", guard, self._zap(c))
 
     @kernel("xa_store")
@@ -412,8 +414,7 @@ class SetMemoryAttributes:
         """In-place conversion: kvm_gmem_invalidate_end() -> kvm_mmu_invalidate_end() under
         mmu_lock for write (seq++, in_progress--), then filemap_invalidate_unlock().
         Nothing recomputes KVM_LPAGE_MIXED_FLAG (guest_memfd's folios are order 0)."""
-        effect = {**self.inval.end(), self.step: IOCTL_STEP.IDLE, self.start: 0, self.end: 0,
-                  self.attributes: ATTRIBUTES.SHARED, self.next_gfn: 0}
+        effect = {**self.inval.end(), **self._idle()}
         guard = z3.And(self.step.var == IOCTL_STEP.POST, self.lock.write_lockable())
         return Step("kvm_gmem_invalidate_end(); filemap_invalidate_unlock()", guard, effect)
 
@@ -453,7 +454,6 @@ class SetMemoryAttributes:
             has = self.attrs.region_has(r, self.attributes.var)
             mixed = self.attrs.mixed[r]
             effect[mixed] = z3.If(touched, z3.If(inside, False, z3.Not(has)), mixed.var)
-        effect |= {self.step: IOCTL_STEP.IDLE, self.start: 0, self.end: 0,
-                   self.attributes: ATTRIBUTES.SHARED, self.next_gfn: 0}
+        effect |= self._idle()
         guard = z3.And(self.step.var == IOCTL_STEP.POST, self.lock.write_lockable())
         return Step("kvm_arch_post_set_memory_attributes()", guard, effect)

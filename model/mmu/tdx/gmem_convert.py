@@ -72,8 +72,9 @@ class GmemConvertHook:
                 effect[f] = z3.If(cond, value, effect.get(f, f.var))  # type: ignore[arg-type]
         return effect
 
-    def _holding(self, c: Conversion, step: str) -> z3.BoolRef:
-        return z3.And(self.ioctl.at(step), self.ioctl.start.var == c.start, self.ioctl.end.var == c.end)
+    def _relocked(self, c: Conversion) -> z3.BoolRef:
+        """Back from allocating for conversion `c`'s split, with mmu_lock for write again."""
+        return z3.And(self.ioctl.at_conversion(c, "HOOK_ALLOC"), self.lock.write_lockable())
 
     # -- actions --------------------------------------------------------------------
 
@@ -108,7 +109,7 @@ class GmemConvertHook:
         again and walks again from the same GFN (iter.yielded): the huge leaf is still
         there and tdp_mmu_split_huge_page() splits it."""
         c = conversion
-        guard = z3.And(self._holding(c, "HOOK_ALLOC"), self.lock.write_lockable(), self._any_crossing(c),
+        guard = z3.And(self._relocked(c), self._any_crossing(c),
                        self.z.step.var == self.z.steps.IDLE)
         return Step(f"tdp_mmu_alloc_sp_for_split(); write_lock; tdp_mmu_split_huge_page() at the head/tail "
                     f"of {c.text()}", guard, {**self._split_first(c), self.ioctl.step: self.ioctl.steps.HOOK_SPLIT})
@@ -119,7 +120,7 @@ class GmemConvertHook:
         leaf at the head or the tail any more (zapped while the lock was dropped): the
         hook returns 0."""
         c = conversion
-        guard = z3.And(self._holding(c, "HOOK_ALLOC"), self.lock.write_lockable(), z3.Not(self._any_crossing(c)))
+        guard = z3.And(self._relocked(c), z3.Not(self._any_crossing(c)))
         return Step(f"tdp_mmu_alloc_sp_for_split(); write_lock; nothing left to split in {c.text()} -> 0; "
                     "write_unlock", guard, {self.ioctl.step: self.ioctl.steps.CONVERT})
 
@@ -129,7 +130,7 @@ class GmemConvertHook:
         -ENOMEM, the hook returns it and the conversion fails, changing no attribute (a leaf
         split before stays split)."""
         c = conversion
-        guard = z3.And(self._holding(c, "HOOK_ALLOC"), self.lock.write_lockable())
+        guard = self._relocked(c)
         return Step(f"tdp_mmu_alloc_sp_for_split() -> NULL: -ENOMEM; {c.text()} fails", guard,
                     self.ioctl.hook_failed())
 
@@ -141,7 +142,7 @@ class GmemConvertHook:
         conversion fails."""
         c = conversion
         done, failed = self.z.step.var == self.z.steps.DONE, self.z.step.var == self.z.steps.FAILED
-        guard = z3.And(self._holding(c, "HOOK_SPLIT"), z3.Or(done, failed))
+        guard = z3.And(self.ioctl.at_conversion(c, "HOOK_SPLIT"), z3.Or(done, failed))
         release = self.z.release()
         after = z3.If(self._any_crossing(c), self.ioctl.steps.HOOK_ALLOC, self.ioctl.steps.CONVERT)
         effect: dict[Field, object] = {**release}

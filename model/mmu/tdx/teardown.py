@@ -142,15 +142,22 @@ class SeptTeardown:
         `zap_step` is the ioctl step the zap is for (None: the one the thread is at).
         Returns whether there is anything to do, and the effect of starting it (the mirror
         write and the machine's fields)."""
-        demotions: list[tuple[z3.BoolRef, int, str]] = []
-        if zap_step is None and set(self.split_in) >= set(ZAP_STEPS):  # every zap splits first
-            demotions = [(crosses, base, "DEMOTE") for crosses, base in self.crossing(lo, end)]
-        elif zap_step is None and self.split_in:
-            splits = z3.Or(*[self.ioctl.step.var == IOCTL_STEP.code(s) for s in self.split_in])
-            demotions = [(z3.And(splits, crosses), base, "DEMOTE") for crosses, base in self.crossing(lo, end)]
-        elif zap_step in self.split_in:
-            demotions = [(crosses, base, "DEMOTE") for crosses, base in self.crossing(lo, end)]
+        splits = self._splits(zap_step)
+        demotions = [] if splits is False else [
+            (crosses if splits is True else z3.And(splits, crosses), base, "DEMOTE")
+            for crosses, base in self.crossing(lo, end)]
         return self._first([*demotions, *self._removals(lo, end)], end)
+
+    def _splits(self, zap_step: str | None) -> bool | z3.BoolRef:
+        """Whether the zap of `zap_step` (None: the one the thread is at) splits crossing
+        leaves first: a constant when it is known, else a term of the thread's step."""
+        if zap_step is not None:
+            return zap_step in self.split_in
+        if set(self.split_in) >= set(ZAP_STEPS):
+            return True
+        if not self.split_in:
+            return False
+        return self.ioctl.at(*self.split_in)
 
     def crossing(self, lo: z3.ArithRef | int, end: z3.ArithRef | int) -> list[tuple[z3.BoolRef, int]]:
         """The huge mirror leaves that cross a boundary of [lo, end), by their first GFN:
