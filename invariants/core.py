@@ -43,30 +43,30 @@ class Invariant:
     # cannot fail in some models; a guard switched off is what makes it fail
     constant: bool = False
     # what the formula needs of the configuration ("component.name=value", a variant or
-    # an option of the component; "=a|b" for any of several values): a property of one
-    # design or one kind of scenario
+    # an option of the component; "=a|b" for any of several values; "c1 or c2" for either
+    # condition): a property of one design or one kind of scenario
     when: tuple[str, ...] = ()
 
     def applies_to(self, model: Model) -> bool:
-        """Whether `model` has every component the formula reads and every variant value
-        or option it needs (a misspelt name or value is a ModelError, never a silent False)."""
+        """Whether `model` has every component the formula reads and meets every condition
+        of `when` (a misspelt name or value is a ModelError, never a silent False)."""
         if not all(c in model.parts for c in self.requires):
             return False
-        for condition in self.when:
-            key, _, value = condition.partition("=")
-            values = value.split("|")  # any of them
-            component, _, name = key.partition(".")
-            part = model.parts[component]
-            if name in part.variant.declared:
-                if not any([part.variant.is_(name, v) for v in values]):  # a list: every value checked
-                    return False
-                continue
-            if name not in {o.name for o in part.options}:
-                raise ModelError(f"invariant {self.name!r} needs {key!r}, which is neither a variant nor an "
-                                 f"option of component {component!r}")
-            if str(part.config[name]).lower() not in values:  # type: ignore[attr-defined]
-                return False
-        return True
+        # every condition; one of its " or " alternatives (evaluated all, for the spelling check)
+        return all(any([self._meets(model, alt) for alt in cond.split(" or ")]) for cond in self.when)
+
+    def _meets(self, model: Model, condition: str) -> bool:
+        """One "component.name=a|b": a variant with one of those values, or an option."""
+        key, _, value = condition.partition("=")
+        values = value.split("|")  # any of them
+        component, _, name = key.partition(".")
+        part = model.parts[component]
+        if name in part.variant.declared:
+            return any([part.variant.is_(name, v) for v in values])  # a list: every value checked
+        if name not in {o.name for o in part.options}:
+            raise ModelError(f"invariant {self.name!r} needs {key!r}, which is neither a variant nor an "
+                             f"option of component {component!r}")
+        return str(part.config[name]).lower() in values  # type: ignore[attr-defined]
 
     def bind(self, model: Model) -> Bound:
         term = self.formula(model)

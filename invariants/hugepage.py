@@ -11,8 +11,9 @@ from model.mmu.values import SEPT_2M, SPTE_2M
 
 from .core import Invariant, Kind, progress
 
-# the designs where a conversion's split is RFC v5's arch hook, wherever it runs
-WITH_HOOK = "tdx_huge.conversion_split=tdx_gmem_convert_before_invalidate|tdx_gmem_convert_after_invalidate"
+# the designs where a conversion's or a punch-hole's split is RFC v5's arch hook, wherever it runs
+WITH_HOOK = ("tdx_huge.conversion_split=tdx_gmem_convert_before_invalidate|tdx_gmem_convert_after_invalidate"
+             " or tdx_huge.punch_hole_split=tdx_gmem_convert")
 
 
 def _huge(m: Model) -> TdxHugeComponent:
@@ -71,8 +72,8 @@ def _zaps_exactly(m: Model) -> z3.BoolRef:
 
 
 def _invalidation_covers_zap(m: Model) -> z3.BoolRef:
-    """A conversion between its hook and its zap, mmu_lock released: every GFN whose
-    private leaf it will split or remove is inside the invalidation in progress."""
+    """A conversion or a punch-hole between its hook and its zap, mmu_lock released: every
+    GFN whose private leaf it will split or remove is inside the invalidation in progress."""
     h = _huge(m).mirror
     io, inval, p = h.tdx.ioctl, h.tdx.kvm.inval, h.sizes.pages_per_huge
     clauses = []
@@ -126,9 +127,9 @@ INVARIANTS = (
     ),
     Invariant(
         "invalidation_covers_zap", Kind.ALWAYS,
-        "a private->shared conversion whose arch hook has run or is allocating, and which has "
-        "yet to zap, holds mmu_invalidate_in_progress over every GFN whose private leaf it will "
-        "split or remove: no fault can map there in between",
+        "a private->shared conversion or a punch-hole whose arch hook has run or is allocating, "
+        "and which has yet to zap, holds mmu_invalidate_in_progress over every GFN whose private "
+        "leaf it will split or remove: no fault can map there in between",
         "kvm_mmu_invalidate_begin() / mmu_invalidate_retry_gfn() (virt/kvm/kvm_main.c, "
         "arch/x86/kvm/mmu/mmu.c); tdx_gmem_convert() (RFC v5 44/45)",
         ("tdx_huge",), _invalidation_covers_zap,

@@ -367,6 +367,7 @@ V5 = Lazy(lambda: profile("tdx-hugepage-rfc-v5"))
 CONVERT = {**OPTIONS, "attributes": {"initial_attributes": "private", "max_conversions": 1,
                                      "conversions": [{"start": 1, "end": 2, "attributes": "shared"}]}}
 G1_SHARED = "conversion=Conversion(start=1, end=2, attributes='SHARED')"
+G1_HOOK = "operation=Conversion(start=1, end=2, attributes='SHARED')"  # the hook's actions, per operation
 
 
 def hooked(placement: str, guards_off: tuple[str, ...] = ()) -> tuple[Lazy, Lazy]:
@@ -389,14 +390,14 @@ def test_the_hook_after_the_invalidation_splits_then_the_conversion_zaps_only_it
     assert begun is not None
     assert labels(m, begun, "ioctl.step", "mmu_invalidate_in_progress", "mirror_spte_2m[g0]") == ("HOOK", "1", "LEAF")
     assert step(c, begun, f"kvm_unmap_gfn_range({G1_SHARED})") is None  # the hook first
-    assert step(c, begun, f"tdx_gmem_convert({G1_SHARED})") is None  # a huge leaf to split
-    alloc = step(c, begun, f"tdx_gmem_convert_split({G1_SHARED})")
+    assert step(c, begun, f"tdx_gmem_convert({G1_HOOK})") is None  # a huge leaf to split
+    alloc = step(c, begun, f"tdx_gmem_convert_split({G1_HOOK})")
     assert alloc is not None and labels(m, alloc, "ioctl.step") == ("HOOK_ALLOC",)
     # mmu_lock is free while it allocates: a fault may take it for read
     reader = step(c, {**alloc, "fault.step[vcpu1]": state(m, {"fault.step[vcpu1]": "PFN"})["fault.step[vcpu1]"],
                       "fault.is_private[vcpu1]": 1}, "read_lock(vcpu=1, gfn=0, private=True)")
     assert reader is not None
-    split = step(c, alloc, f"tdp_mmu_alloc_sp_for_split({G1_SHARED})")
+    split = step(c, alloc, f"tdp_mmu_alloc_sp_for_split({G1_HOOK})")
     assert split is not None
     assert labels(m, split, "ioctl.step", "mirror_spte_2m[g0]", "sept_zap.op", "sept_zap.step") == (
         "HOOK_SPLIT", "NONLEAF", "DEMOTE", "BLOCK")
@@ -404,7 +405,7 @@ def test_the_hook_after_the_invalidation_splits_then_the_conversion_zaps_only_it
                     "sept_2m[g0]": label_value(m.get().field("sept_2m[g0]"), "NONLEAF"),
                     "sept_4k[g0]": label_value(m.get().field("sept_4k[g0]"), "PENDING"),
                     "sept_4k[g1]": label_value(m.get().field("sept_4k[g1]"), "PENDING")},
-                f"tdx_sept_split_huge_pages_done({G1_SHARED})")
+                f"tdx_sept_split_huge_pages_done({G1_HOOK})")
     assert done is not None and labels(m, done, "ioctl.step", "sept_zap.step") == ("CONVERT", "IDLE")
     zap = step(c, done, f"kvm_unmap_gfn_range({G1_SHARED})")
     assert zap is not None
@@ -421,12 +422,12 @@ def test_the_hook_fails_with_enomem_or_finds_the_leaf_gone() -> None:
         st = state(m, {**HUGE, "ioctl.step": "HOOK_ALLOC", "ioctl.start": 1, "ioctl.end": 2,
                        "mmu_invalidate_in_progress": int(in_progress),
                        "mmu_invalidate_range_start": 0, "mmu_invalidate_range_end": 2})
-        failed = step(c, st, f"tdp_mmu_alloc_sp_for_split_enomem({G1_SHARED})")
+        failed = step(c, st, f"tdp_mmu_alloc_sp_for_split_enomem({G1_HOOK})")
         assert failed is not None
         assert labels(m, failed, "ioctl.step", "mmu_invalidate_in_progress", "mem_attr_array[g1]") == (
             "IDLE", "0", "PRIVATE")
-        assert step(c, st, f"tdp_mmu_alloc_sp_for_split_gone({G1_SHARED})") is None
-        gone = step(c, {**st, "mirror_spte_2m[g0]": 0}, f"tdp_mmu_alloc_sp_for_split_gone({G1_SHARED})")
+        assert step(c, st, f"tdp_mmu_alloc_sp_for_split_gone({G1_HOOK})") is None
+        gone = step(c, {**st, "mirror_spte_2m[g0]": 0}, f"tdp_mmu_alloc_sp_for_split_gone({G1_HOOK})")
         assert gone is not None and labels(m, gone, "ioctl.step") == ("CONVERT",)
 
 
@@ -435,7 +436,7 @@ def test_the_hook_before_the_invalidation_leaves_a_window() -> None:
     lock is free with no invalidation in progress, so a fault can map the region at 2M
     before the conversion's zap removes that leaf whole."""
     m, c = BEFORE, C_BEFORE
-    nothing = step(c, state(m), f"tdx_gmem_convert({G1_SHARED})")
+    nothing = step(c, state(m), f"tdx_gmem_convert({G1_HOOK})")
     assert nothing is not None
     assert labels(m, nothing, "ioctl.step", "mmu_invalidate_in_progress") == ("CONVERT", "0")
     assert step(c, state(m), f"kvm_pre_set_memory_attributes({G1_SHARED})") is None  # the hook first
@@ -449,9 +450,90 @@ def test_without_split_cross_boundary_the_hook_splits_nothing() -> None:
     m, c = hooked("after", ("split-cross-boundary",))
     at = state(m, {**HUGE, "ioctl.step": "HOOK", "ioctl.start": 1, "ioctl.end": 2,
                    "mmu_invalidate_in_progress": 1, "mmu_invalidate_range_start": 0, "mmu_invalidate_range_end": 2})
-    assert step(c, at, f"tdx_gmem_convert_split({G1_SHARED})") is None
-    returned = step(c, at, f"tdx_gmem_convert({G1_SHARED})")
+    assert step(c, at, f"tdx_gmem_convert_split({G1_HOOK})") is None
+    returned = step(c, at, f"tdx_gmem_convert({G1_HOOK})")
     assert returned is not None and labels(m, returned, "ioctl.step") == ("CONVERT",)
+
+
+PUNCH = {**OPTIONS, "tdx": {"max_punch_holes": 1, "punch_holes": [{"start": 1, "end": 2}], "max_memslot_updates": 0,
+                             "nx_recovery": False}}
+G1_HOLE = "hole=PunchHole(start=1, end=2)"
+
+
+def punching(split: str, invalidated: str = "exact") -> tuple[Lazy, Lazy]:
+    chosen = {"tdx_huge.punch_hole_split": split, "tdx_huge.punch_hole_range": invalidated}
+    m = Lazy(lambda: build(["tdx_huge"], Sizes(2, 1, 2), PUNCH, profile=V5.get().with_variants(chosen, "test")))
+    return m, Lazy(lambda: compile_model(m.get()))
+
+
+PUNCH_HOOK, C_PUNCH_HOOK = punching("tdx_gmem_convert")
+PUNCH_WIDE, C_PUNCH_WIDE = punching("tdx_gmem_convert", "huge_pages")
+PUNCH_NONE, C_PUNCH_NONE = punching("none")
+PUNCH_V3, C_PUNCH_V3 = punching("kvm_split_cross_boundary_leafs")
+
+
+def test_a_punch_hole_without_a_split_removes_the_huge_leaf_whole() -> None:
+    """punch_hole_split = none (RFC v5 as posted): the punch-hole zaps in its
+    kvm_gmem_invalidate_begin() and removes the 2M leaf across g1; RFC v3's split in the zap
+    demotes it first."""
+    none = step(C_PUNCH_NONE, state(PUNCH_NONE, HUGE), f"kvm_gmem_punch_hole({G1_HOLE})")
+    assert none is not None
+    assert labels(PUNCH_NONE, none, "ioctl.step", "sept_zap.op", "mirror_spte_2m[g0]") == (
+        "PUNCH_ZAP", "REMOVE_2M", "NONPRESENT")
+    assert not check(PUNCH_NONE, "zaps_exactly_its_range", none)
+    v3 = step(C_PUNCH_V3, state(PUNCH_V3, HUGE), f"kvm_gmem_punch_hole({G1_HOLE})")
+    assert v3 is not None and labels(PUNCH_V3, v3, "sept_zap.op", "mirror_spte_2m[g0]") == ("DEMOTE", "NONLEAF")
+    assert check(PUNCH_V3, "zaps_exactly_its_range", v3)
+
+
+def test_the_hook_in_a_punch_hole_splits_before_its_zap_and_may_fail() -> None:
+    """punch_hole_split = tdx_gmem_convert: kvm_gmem_punch_hole() stops after
+    kvm_gmem_invalidate_begin() (exactly the hole invalidated, nothing zapped); the hook
+    splits the 2M leaf under its own write lock; its zap then removes g1 alone; -ENOMEM
+    ends the invalidation and truncates nothing."""
+    m, c = PUNCH_HOOK, C_PUNCH_HOOK
+    begun = step(c, state(m, HUGE), f"kvm_gmem_punch_hole({G1_HOLE})")
+    assert begun is not None
+    assert labels(m, begun, "ioctl.step", "ioctl.op", "mmu_invalidate_range_start", "mmu_invalidate_range_end",
+                  "mirror_spte_2m[g0]") == ("HOOK", "PUNCH_HOLE", "g1", "g2", "LEAF")
+    hook = "operation=PunchHole(start=1, end=2)"
+    assert step(c, begun, f"kvm_gmem_zap({G1_HOLE})") is None  # the hook first
+    assert step(c, begun, f"tdx_gmem_convert({hook})") is None  # a huge leaf to split
+    alloc = step(c, begun, f"tdx_gmem_convert_split({hook})")
+    assert alloc is not None and labels(m, alloc, "ioctl.step") == ("HOOK_ALLOC",)
+    split = step(c, alloc, f"tdp_mmu_alloc_sp_for_split({hook})")
+    assert split is not None and labels(m, split, "mirror_spte_2m[g0]", "sept_zap.op") == ("NONLEAF", "DEMOTE")
+    failed = step(c, alloc, f"tdp_mmu_alloc_sp_for_split_enomem({hook})")
+    assert failed is not None
+    assert labels(m, failed, "ioctl.step", "ioctl.op", "mmu_invalidate_in_progress", "gmem_page[g1]") == (
+        "IDLE", "CONVERSION", "0", "ALLOCATED")
+    # a conversion with the same range is not this operation: its hook steps do not fire
+    assert step(c, {**begun, **{k: v for k, v in state(m, {"ioctl.op": "CONVERSION"}).items() if k == "ioctl.op"}},
+                f"tdx_gmem_convert_split({hook})") is None
+    tables = {k: label_value(m.get().field(k), v) for k, v in TABLE.items()}
+    returned = step(c, {**begun, **tables}, f"tdx_gmem_convert({hook})")
+    assert returned is not None and labels(m, returned, "ioctl.step") == ("CONVERT",)
+    zap = step(c, returned, f"kvm_gmem_zap({G1_HOLE})")
+    assert zap is not None
+    assert labels(m, zap, "ioctl.step", "sept_zap.op", "sept_zap.gfn") == ("PUNCH_ZAP", "REMOVE_4K", "g1")
+    assert check(m, "zaps_exactly_its_range", zap)
+
+
+def test_a_widened_punch_hole_invalidates_the_huge_page_and_truncation_splits_the_folio() -> None:
+    """punch_hole_range = huge_pages: the invalidation covers the whole region, the zap
+    still only the hole. A truncation of part of a huge folio splits it (order 0 after);
+    one of a whole region leaves the level alone."""
+    begun = step(C_PUNCH_WIDE, state(PUNCH_WIDE), f"kvm_gmem_punch_hole({G1_HOLE})")
+    assert begun is not None
+    assert labels(PUNCH_WIDE, begun, "mmu_invalidate_range_start", "mmu_invalidate_range_end", "ioctl.start") == (
+        "g0", "g2", "g1")
+    m, c = PUNCH_NONE, C_PUNCH_NONE
+    for start, level in ((1, "PG_LEVEL_4K"), (0, "PG_LEVEL_2M")):
+        st = state(m, {"ioctl.step": "TRUNCATE", "ioctl.start": start, "ioctl.end": 2})
+        truncated = step(c, st, "truncate_inode_pages_range()")
+        assert truncated is not None
+        assert labels(m, truncated, "gmem_max_level[g0]", "gmem_page[g1]", "gmem_page[g0]") == (
+            level, "FREED", "FREED" if start == 0 else "ALLOCATED")
 
 
 def test_the_accept_handler_prints_the_names_of_its_series() -> None:
@@ -473,6 +555,16 @@ def test_a_witness_may_need_any_of_several_variant_values() -> None:
     hook = next(i for i in CATALOGUE if i.name == "conversion_hook_splits")
     with pytest.raises(ModelError, match="has no value"):
         replace(hook, when=("tdx_huge.conversion_split=tdx_gmem_convert|kvm_split_cross_boundary_leafs",)
+                ).applies_to(MODEL.get())
+    # "c1 or c2": either condition; the punch-hole's hook alone is enough
+    covers = next(i for i in CATALOGUE if i.name == "invalidation_covers_zap")
+    v3_punch_hook = build(["tdx_huge"], Sizes(2, 1, 2), PUNCH, profile=PROFILE.get().with_variants(
+        {"tdx_huge.punch_hole_split": "tdx_gmem_convert"}, "test"))
+    assert covers.applies_to(v3_punch_hook) and not covers.applies_to(MODEL.get())
+    assert replace(covers, when=("tdx_huge.promotion=none or tdx_huge.punch_hole_split=none",)).applies_to(
+        MODEL.get()) is False
+    with pytest.raises(ModelError, match="has no value"):  # every alternative is spelt right
+        replace(covers, when=("tdx_huge.promotion=tdp_mmu_merge_private_spt or tdx_huge.punch_hole_split=x",)
                 ).applies_to(MODEL.get())
 
 

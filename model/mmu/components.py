@@ -69,6 +69,7 @@ class AttributesComponent(Component):
         self.fault_refinement = FaultRefinement()
         self.extra_invalidations = 0
         self.conversion_hook: str | None = None  # where a private->shared conversion calls its arch hook
+        self.punch_hole_hook = False  # a punch-hole calls that arch hook too
         self.zap_yields = False  # the TDX tear-down's zap may yield mmu_lock between SPTEs
 
     def declare(self, b: ModelBuilder, deps: Mapping[str, Component]) -> None:
@@ -92,7 +93,8 @@ class AttributesComponent(Component):
         self.ioctl = SetMemoryAttributes(b, self.kvm, self.conversions, self.config["max_conversions"],
                                          self.conversion_hook, self.variant["conversion"],
                                          self.config["host_pins"],
-                                         [self.notifier.active()] if self.notifier else [], self.zap_yields)
+                                         [self.notifier.active()] if self.notifier else [], self.zap_yields,
+                                         self.punch_hole_hook)
         if self.ioctl.inplace:  # every fault gets its pfn from guest_memfd, under its invalidate lock
             self.fault_refinement.all_from_gmem = True
             self.fault_refinement.get_pfn_excluded = self.ioctl.holds_invalidate_lock()

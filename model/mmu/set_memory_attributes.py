@@ -67,6 +67,9 @@ IOCTL_STEP = EnumDomain(
 # page table; HOOK_SPLIT it holds the write lock while a huge leaf is split; CONVERT the
 # hook returned 0 and the conversion goes on.
 HOOK_STEPS = ("HOOK", "HOOK_ALLOC", "HOOK_SPLIT", "CONVERT")
+# what the thread is doing when the arch hook is called for punch-holes too
+# (tdx_huge.punch_hole_split = tdx_gmem_convert): the two may cover the same range
+IOCTL_OP = EnumDomain("ioctl_op", ["CONVERSION", "PUNCH_HOLE"])
 IOCTL_STEP_HOOKED = EnumDomain("ioctl_step", [*IOCTL_STEP.members, *HOOK_STEPS])
 PLACEMENTS = ("before_invalidate", "after_invalidate")
 # where a tear-down's zap is with tdp_mmu_iter_cond_resched() (option [tdx] zap_yields)
@@ -77,6 +80,7 @@ AFTER_ZAP = {"CONVERT_ZAP": "STORE", "PUNCH_ZAP": "TRUNCATE", "SLOT_ZAP": "IDLE"
 ACTOR = "ioctl"
 HOST = "host"  # userspace pinning shared guest_memfd pages (pin_user_pages())
 
+CONVERSION_OP, PUNCH_HOLE_OP = IOCTL_OP.members
 PER_VM, IN_PLACE = "kvm_vm_set_mem_attributes", "kvm_gmem_set_attributes"
 CONVERSION = Variant("conversion", "who converts memory between shared and private, and what it holds", (
     VariantValue(PER_VM, "v6.16",
@@ -113,17 +117,36 @@ class Conversion:
         return f"[g{self.start},g{self.end}) -> {self.attributes}"
 
 
+@dataclass(frozen=True)
+class PunchHole:
+    """One fallocate(PUNCH_HOLE) of the guest_memfd range of GFNs [start, end)."""
+
+    start: int
+    end: int
+
+    def text(self) -> str:
+        return f"[g{self.start},g{self.end})"
+
+
+# what the thread may call the arch hook for
+Operation = Conversion | PunchHole
+
+
 class SetMemoryAttributes:
     # set by a component that owns the mirror's external page table, before define()
     mirror_teardown: MirrorTeardown | None = None
 
     def __init__(self, b: ModelBuilder, kvm: Kvm, conversions: Sequence[Conversion], max_conversions: int,
                  hook: str | None = None, conversion: str = PER_VM, host_pins: int = 0,
-                 other_invalidators: Sequence[z3.BoolRef] = (), zap_yields: bool = False) -> None:
+                 other_invalidators: Sequence[z3.BoolRef] = (), zap_yields: bool = False,
+                 punch_hole_hook: bool = False) -> None:
         self.sizes, self.attrs, self.inval, self.lock = kvm.sizes, kvm.attrs, kvm.inval, kvm.lock
         assert hook is None or hook in PLACEMENTS
         self.hook = hook  # where a private->shared conversion calls its arch hook, if it has one
-        self.steps = IOCTL_STEP_HOOKED if hook else IOCTL_STEP
+        self.punch_hole_hook = punch_hole_hook  # a punch-hole calls it too, after its invalidation began
+        self.hooks = hook is not None or punch_hole_hook
+        self.steps = IOCTL_STEP_HOOKED if self.hooks else IOCTL_STEP
+        self.punch_holes: tuple[PunchHole, ...] = ()  # set by guest_memfd: the punch-holes it may make
         self.inplace = conversion == IN_PLACE  # attributes.conversion
         self.direct, self.mirror = kvm.direct, kvm.mirror
         sizes, inval = kvm.sizes, kvm.inval
@@ -142,6 +165,10 @@ class SetMemoryAttributes:
         self.next_gfn: Field = b.field(
             "ioctl.next_gfn", IntDomain(0, n, gfn_names), 0, "the next xa_store of the store pass"
         )
+        self.op: Field | None = None
+        if punch_hole_hook:
+            self.op = b.field("ioctl.op", IOCTL_OP, "CONVERSION",
+                              "what the thread is doing: a conversion or a punch-hole (both call the arch hook)")
         # tdp_mmu_zap_leafs() may drop mmu_lock between SPTEs (option [tdx] zap_yields)
         self.zap_yielded: Field | None = None
         if zap_yields:
@@ -165,12 +192,15 @@ class SetMemoryAttributes:
             "dcde2f853ff4 (KVM: guest_memfd: Ensure pages are not in use before conversion), "
             "in-place conversion v8",
         ) if self.inplace else None
-        if hook:
+        if self.hooks:
             kvm.lock.add_writer(self.at("HOOK_SPLIT"))
         # the steps whose next step takes the write lock
-        kvm.lock.add_waiter(self.at("POST", "GMEM_END", *(s for s in HOOK_STEPS if s != "HOOK_SPLIT" and hook)))
-        # the steps at which no invalidation of this thread is in progress
-        quiet = ["IDLE", "SLOT_ZAP", *(HOOK_STEPS[1:] if hook == "before_invalidate" else ())]
+        kvm.lock.add_waiter(self.at("POST", "GMEM_END", *(s for s in HOOK_STEPS if s != "HOOK_SPLIT" and self.hooks)))
+        # no invalidation of this thread is in progress: idle, a memslot update, or a
+        # conversion in its arch hook before its invalidation
+        quiet = self.at("IDLE", "SLOT_ZAP")
+        if hook == "before_invalidate":
+            quiet = z3.Or(quiet, z3.And(self.at(*HOOK_STEPS[1:]), self.doing(CONVERSION_OP)))
         # the per-VM pre pass's widening; in-place conversion calls no pre pass (its
         # order-0 folios are never mapped huge)
         self.huge_range = b.guard(
@@ -180,7 +210,7 @@ class SetMemoryAttributes:
             "commit 9129633d568e (KVM: x86/mmu: Prevent installing hugepages when mem "
             "attributes are changing)",
         ) if not self.inplace else False
-        busy = (z3.Not(self.at(*quiet)), *other_invalidators)
+        busy = (z3.Not(quiet), *other_invalidators)
         counted = inval.in_progress.var == z3.Sum(*[z3.If(t, 1, 0) for t in busy])
         b.fact(
             "invalidation_tracks_ioctl",
@@ -188,7 +218,7 @@ class SetMemoryAttributes:
             "end (the ioctl thread, and the mmu_notifier if the scenario has one), and seq + "
             "in_progress never exceeds the scenario's bound",
             z3.And(
-                counted if other_invalidators else (inval.in_progress.var == 1) == z3.Not(self.at(*quiet)),
+                counted if other_invalidators else (inval.in_progress.var == 1) == z3.Not(quiet),
                 inval.seq.var + inval.in_progress.var <= inval.max_invalidations,
             ),
         )
@@ -220,8 +250,9 @@ class SetMemoryAttributes:
         for c in self.conversions:
             b.action(start, ACTOR, conversion=c)
         if self.hook == "after_invalidate":
-            for c in self.hooked():
-                b.action(self.kvm_unmap_gfn_range, ACTOR, conversion=c)
+            for c in self.conversions:
+                if c.attributes == "SHARED":
+                    b.action(self.kvm_unmap_gfn_range, ACTOR, conversion=c)
         if self.inplace:
             b.action(self.mas_store_prealloc, ACTOR)
             b.action(self.gmem_invalidate_end, ACTOR)
@@ -238,7 +269,7 @@ class SetMemoryAttributes:
         write (its conversion, with any arch hook inside it, or a punch-hole)."""
         if not self.inplace:
             return z3.BoolVal(False)
-        return self.at(*GMEM_LOCKED, *(HOOK_STEPS if self.hook else ()))
+        return self.at(*GMEM_LOCKED, *(HOOK_STEPS if self.hooks else ()))
 
     # -- helpers --------------------------------------------------------------------
 
@@ -316,11 +347,11 @@ class SetMemoryAttributes:
         `inval_range`, then zap the revoked type's leaves (or stop for the arch hook)."""
         hooked = self.hook is not None and c.attributes == "SHARED"  # the arch hook prepares the mirror
         start, end = inval_range
-        entry = self.at_conversion(c, "CONVERT") if hooked and self.hook == "before_invalidate" else self._fresh(c)
+        entry = self.at_operation(c, "CONVERT") if hooked and self.hook == "before_invalidate" else self._fresh(c)
         guard = z3.And(entry, self.lock.write_lockable(), z3.Not(refused))
         effect: dict[Field, object] = {
             **self.inval.begin_with_range(start, end),
-            **self._record(c),
+            **self.record(c),
             self.next_gfn: c.start,
         }
         if hooked and self.hook == "after_invalidate":
@@ -335,8 +366,13 @@ class SetMemoryAttributes:
             return self.mirror_teardown(c.start, c.end, "CONVERT_ZAP")
         return {**revoked.zap_leafs(c.start, c.end), self.step: IOCTL_STEP.STORE}
 
-    def _record(self, c: Conversion) -> dict[Field, object]:
-        return {self.start: c.start, self.end: c.end, self.attributes: getattr(ATTRIBUTES, c.attributes)}
+    def record(self, op: Operation) -> dict[Field, object]:
+        out: dict[Field, object] = {self.start: op.start, self.end: op.end}
+        if isinstance(op, Conversion):
+            out[self.attributes] = getattr(ATTRIBUTES, op.attributes)
+        if self.op is not None:
+            out[self.op] = IOCTL_OP.code(CONVERSION_OP if isinstance(op, Conversion) else PUNCH_HOLE_OP)
+        return out
 
     def _fresh(self, c: Conversion) -> z3.BoolRef:
         """Conversion `c` may start: the thread is idle, the scenario allows another, and the
@@ -345,31 +381,51 @@ class SetMemoryAttributes:
                       self.inval.seq.var - self.other_invalidations < self.max_conversions,
                       z3.Not(self.attrs.range_has(c.start, c.end, getattr(ATTRIBUTES, c.attributes))))
 
-    def _idle(self) -> dict[Field, object]:
-        """The conversion is over: the thread is idle and its locals are cleared."""
-        return {self.step: IOCTL_STEP.IDLE, self.start: 0, self.end: 0, self.attributes: ATTRIBUTES.SHARED,
-                self.next_gfn: 0}
+    def idle(self) -> dict[Field, object]:
+        """The operation is over: the thread is idle and its locals are cleared."""
+        out: dict[Field, object] = {self.step: IOCTL_STEP.IDLE, self.start: 0, self.end: 0,
+                                    self.attributes: ATTRIBUTES.SHARED, self.next_gfn: 0}
+        if self.op is not None:
+            out[self.op] = IOCTL_OP.CONVERSION
+        return out
 
-    def at_conversion(self, c: Conversion, step: str) -> z3.BoolRef:
-        """The thread is at `step` of conversion `c` (CONVERT: its arch hook returned 0)."""
-        return z3.And(self.at(step), self.start.var == c.start, self.end.var == c.end)
+    def doing(self, kind: str) -> z3.BoolRef:
+        """The thread's operation is of `kind` (CONVERSION or PUNCH_HOLE); without punch-holes
+        that call the arch hook, only a step tells them apart."""
+        if self.op is None:
+            return z3.BoolVal(True)
+        return self.op.var == IOCTL_OP.code(kind)
 
-    def hooked(self) -> list[Conversion]:
-        """The conversions that call the arch hook (private->shared)."""
-        return [c for c in self.conversions if self.hook is not None and c.attributes == "SHARED"]
+    def at_operation(self, op: Operation, step: str) -> z3.BoolRef:
+        """The thread is at `step` of `op` (CONVERT: its arch hook returned 0)."""
+        kind = CONVERSION_OP if isinstance(op, Conversion) else PUNCH_HOLE_OP
+        return z3.And(self.at(step), self.start.var == op.start, self.end.var == op.end, self.doing(kind))
 
-    def hook_entry(self, c: Conversion) -> tuple[z3.BoolRef, dict[Field, object]]:
-        """Where conversion `c` calls its arch hook: before the invalidation (a fresh
-        conversion, recorded here) or after it (at HOOK)."""
-        if self.hook == "before_invalidate":
-            return self._fresh(c), self._record(c)
-        return self.at_conversion(c, "HOOK"), {}
+    def hooked(self) -> list[Operation]:
+        """The operations that call the arch hook: private->shared conversions, and
+        punch-holes when they call it too."""
+        convert: list[Operation] = [c for c in self.conversions if self.hook is not None and c.attributes == "SHARED"]
+        return convert + list(self.punch_holes if self.punch_hole_hook else ())
 
-    def hook_failed(self) -> dict[Field, object]:
-        """The arch hook failed (-ENOMEM): the conversion returns the error having changed
-        no attribute; after the invalidation began, kvm_mmu_invalidate_end() first."""
-        effect: dict[Field, object] = dict(self.inval.end()) if self.hook == "after_invalidate" else {}
-        return {**effect, **self._idle()}
+    def placement(self, op: Operation) -> str:
+        """Where `op` calls the arch hook: a punch-hole after its invalidation began."""
+        assert self.hook is not None or isinstance(op, PunchHole)
+        return self.hook if isinstance(op, Conversion) and self.hook is not None else "after_invalidate"
+
+    def hook_entry(self, op: Operation) -> tuple[z3.BoolRef, dict[Field, object]]:
+        """Where `op` calls its arch hook: before the invalidation (a fresh conversion,
+        recorded here) or after it (at HOOK)."""
+        if self.placement(op) == "before_invalidate":
+            assert isinstance(op, Conversion)
+            return self._fresh(op), self.record(op)
+        return self.at_operation(op, "HOOK"), {}
+
+    def hook_failed(self, op: Operation) -> dict[Field, object]:
+        """The arch hook failed (-ENOMEM): the operation returns the error having changed no
+        attribute and truncated nothing; after the invalidation began,
+        kvm_mmu_invalidate_end() first."""
+        effect: dict[Field, object] = dict(self.inval.end()) if self.placement(op) == "after_invalidate" else {}
+        return {**effect, **self.idle()}
 
     @kernel("kvm_unmap_gfn_range")
     def kvm_unmap_gfn_range(self, conversion: Conversion) -> Step:
@@ -377,7 +433,7 @@ class SetMemoryAttributes:
         range, the conversion's zap as in kvm_pre_set_memory_attributes(), under mmu_lock
         taken for write again (the hook dropped it). Left out, as there: the TLB flush."""
         c = conversion
-        guard = z3.And(self.at_conversion(c, "CONVERT"), self.lock.write_lockable())
+        guard = z3.And(self.at_operation(c, "CONVERT"), self.lock.write_lockable())
         return Step(f"kvm_unmap_gfn_range({c.text()})", guard, self._zap(c))
 
     @kernel("xa_store")
@@ -414,7 +470,7 @@ class SetMemoryAttributes:
         """In-place conversion: kvm_gmem_invalidate_end() -> kvm_mmu_invalidate_end() under
         mmu_lock for write (seq++, in_progress--), then filemap_invalidate_unlock().
         Nothing recomputes KVM_LPAGE_MIXED_FLAG (guest_memfd's folios are order 0)."""
-        effect = {**self.inval.end(), **self._idle()}
+        effect = {**self.inval.end(), **self.idle()}
         guard = z3.And(self.step.var == IOCTL_STEP.POST, self.lock.write_lockable())
         return Step("kvm_gmem_invalidate_end(); filemap_invalidate_unlock()", guard, effect)
 
@@ -454,6 +510,6 @@ class SetMemoryAttributes:
             has = self.attrs.region_has(r, self.attributes.var)
             mixed = self.attrs.mixed[r]
             effect[mixed] = z3.If(touched, z3.If(inside, False, z3.Not(has)), mixed.var)
-        effect |= self._idle()
+        effect |= self.idle()
         guard = z3.And(self.step.var == IOCTL_STEP.POST, self.lock.write_lockable())
         return Step("kvm_arch_post_set_memory_attributes()", guard, effect)

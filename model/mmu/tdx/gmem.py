@@ -17,7 +17,6 @@ freed while still mapped is caught in the state where it is freed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import z3
 
@@ -25,21 +24,9 @@ from model.lang import BOOL, Family, Field, IntDomain, ModelBuilder, Step, Varia
 
 from ..invalidate import Invalidation
 from ..locks import MmuLock
-from ..set_memory_attributes import ACTOR, IOCTL_STEP, MirrorTeardown, SetMemoryAttributes
+from ..set_memory_attributes import ACTOR, IOCTL_STEP, MirrorTeardown, PunchHole, SetMemoryAttributes
 from ..sizes import Sizes
-from ..values import PAGE
-
-
-@dataclass(frozen=True)
-class PunchHole:
-    """One fallocate(PUNCH_HOLE) of the guest_memfd range of GFNs [start, end)."""
-
-    start: int
-    end: int
-
-    def text(self) -> str:
-        return f"[g{self.start},g{self.end})"
-
+from ..values import LEVEL, PAGE
 
 PINNING = Variant("pinning", "whether TDX holds a reference on a private page while the S-EPT maps it", (
     VariantValue("get_page-until-remove", "v6.16",
@@ -57,6 +44,11 @@ class GuestMemfd:
     def __init__(self, b: ModelBuilder, sizes: Sizes, punch_holes: Sequence[PunchHole],
                  max_punch_holes: int, pins: bool) -> None:
         self.sizes = sizes
+        # set by the huge-page component: kvm_gmem_punch_hole() invalidates the whole huge
+        # pages at the ends of the range (variant tdx_huge.punch_hole_range), not exactly it
+        self.widen = False
+        # set by the huge-page component: a truncation of part of a huge folio splits it
+        self.split_folios = False
         self.pins = pins
         self.punch_holes = tuple(punch_holes)
         self.max_punch_holes = max_punch_holes
@@ -100,10 +92,21 @@ class GuestMemfd:
         """`teardown` starts the write-lock zap of the mirror leaves in a range (the
         tear-down machine, which itself calls back into this module to unpin)."""
         self.ioctl, self.inval, self.lock, self.teardown = ioctl, inval, lock, teardown
+        ioctl.punch_holes = self.punch_holes
+
+    def _invalidated(self, hole: PunchHole) -> tuple[int, int]:
+        """The range kvm_gmem_invalidate_begin() adds: the hole, or with `widen` the huge
+        pages holding its head and its tail whole."""
+        if not self.widen:
+            return hole.start, hole.end
+        p = self.sizes.pages_per_huge
+        return hole.start - hole.start % p, -(-hole.end // p) * p
 
     def define(self, b: ModelBuilder) -> None:
         for p in self.punch_holes:
             b.action(self.kvm_gmem_punch_hole, ACTOR, hole=p)
+            if self.ioctl.punch_hole_hook:
+                b.action(self.kvm_gmem_zap, ACTOR, hole=p)
         b.action(self.truncate_inode_pages_range, ACTOR)
         b.action(self.kvm_gmem_invalidate_end, ACTOR)
 
@@ -123,27 +126,47 @@ class GuestMemfd:
             self.lock.write_lockable(),
         )
         effect: dict[Field, object] = {
-            **self.inval.begin_with_range(hole.start, hole.end),
+            **self.inval.begin_with_range(*self._invalidated(hole)),
             # in-place conversion: the file holds both kinds, so both are zapped (e088c7f86bef)
             **(self.ioctl.direct.zap_leafs(hole.start, hole.end) if self.ioctl.inplace else {}),
-            **self.teardown(hole.start, hole.end, "PUNCH_ZAP"),
-            io.start: hole.start,
-            io.end: hole.end,
+            **self.ioctl.record(hole),
             self.punched: self.punched.var + 1,
         }
-        return Step(f"kvm_gmem_punch_hole({hole.text()}): kvm_gmem_invalidate_begin", guard, effect)
+        text = f"kvm_gmem_punch_hole({hole.text()}): kvm_gmem_invalidate_begin"
+        if io.punch_hole_hook:
+            return Step(f"{text}; kvm_arch_gmem_convert() next", guard, {**effect, io.step: io.steps.HOOK})
+        return Step(text, guard, {**effect, **self.teardown(hole.start, hole.end, "PUNCH_ZAP")})
+
+    @kernel("kvm_mmu_unmap_gfn_range")
+    def kvm_gmem_zap(self, hole: PunchHole) -> Step:
+        """With the arch hook in the punch-hole (tdx_huge.punch_hole_split = tdx_gmem_convert,
+        as Yan Zhao's v3 16/24 orders a conversion: after kvm_gmem_invalidate_begin(), before
+        kvm_gmem_zap()): the hook returned 0, and kvm_mmu_unmap_gfn_range() of the hole
+        zaps its mirror leaves under mmu_lock taken for write again. Left out: the TLB flush."""
+        guard = z3.And(self.ioctl.at_operation(hole, "CONVERT"), self.lock.write_lockable())
+        return Step(f"kvm_gmem_zap({hole.text()}): kvm_mmu_unmap_gfn_range()", guard,
+                    self.teardown(hole.start, hole.end, "PUNCH_ZAP"))
 
     @kernel("truncate_inode_pages_range")
     def truncate_inode_pages_range(self) -> Step:
         """kvm_gmem_punch_hole() -> truncate_inode_pages_range(): the pages of the range
         leave the file; a page nobody else references (no TDX pin, or no pins at all
-        since 6.19) is freed."""
+        since 6.19) is freed. With huge pages, truncating part of a huge folio splits it
+        (truncate_inode_partial_folio() -> split_folio()), so guest_memfd reports order 0
+        for that region from then on. Left out: a split that fails (the folio is then
+        only zeroed in part)."""
         io = self.ioctl
         effect: dict[Field, object] = {io.step: IOCTL_STEP.GMEM_END}
         for g in range(self.sizes.gfns):
             inside = z3.And(io.start.var <= g, io.end.var > g)
             effect[self.page[g]] = z3.If(z3.And(inside, z3.Not(self.held(g))), PAGE.FREED,
                                          self.page[g].var)
+        if self.split_folios:
+            p, level = self.sizes.pages_per_huge, io.attrs.gmem_level
+            for r, base in enumerate(self.sizes.region_bases()):
+                part = z3.And(io.start.var < base + p, io.end.var > base,
+                              z3.Or(io.start.var > base, io.end.var < base + p))
+                effect[level[r]] = z3.If(part, LEVEL.PG_LEVEL_4K, level[r].var)
         return Step("truncate_inode_pages_range()", io.step.var == IOCTL_STEP.TRUNCATE, effect)
 
     @kernel("kvm_gmem_invalidate_end")
@@ -152,5 +175,4 @@ class GuestMemfd:
         under mmu_lock for write (seq++, in_progress--)."""
         io = self.ioctl
         guard = z3.And(io.step.var == IOCTL_STEP.GMEM_END, self.lock.write_lockable())
-        effect = {**self.inval.end(), io.step: IOCTL_STEP.IDLE, io.start: 0, io.end: 0}
-        return Step("kvm_gmem_invalidate_end()", guard, effect)
+        return Step("kvm_gmem_invalidate_end()", guard, {**self.inval.end(), **io.idle()})

@@ -94,8 +94,46 @@ CONVERSION_SPLIT = Variant(
                      "does not split (43/45's hook there runs after the invalidation has zapped)"),
     ),
 )
+PUNCH_HOOK = "tdx_gmem_convert"
 PLACEMENT = {"tdx_gmem_convert_before_invalidate": "before_invalidate",
              "tdx_gmem_convert_after_invalidate": "after_invalidate"}
+
+PUNCH_HOLE_SPLIT = Variant(
+    "punch_hole_split",
+    "how a punch-hole of part of a huge private leaf splits it before its zap",
+    (
+        VariantValue("kvm_split_cross_boundary_leafs", "RFC v3",
+                     "RFC v2 16/23 <20250807094450.4673-1-yan.y.zhao@intel.com>, v3 11/24",
+                     "inside the zap, as a conversion's: the punch-hole's kvm_gmem_invalidate_begin() "
+                     "demotes the crossing leaves under the write lock it holds"),
+        VariantValue("none", "RFC v5",
+                     "v5 43/45 <20260129011517.3545883-44-seanjc@google.com>: kvm_gmem_punch_hole() calls "
+                     "kvm_gmem_convert() \"for demonstration purposes\" after kvm_gmem_invalidate_begin(), "
+                     "which has zapped already",
+                     "no split before the zap: a huge leaf across the hole's boundary is removed whole"),
+        VariantValue("tdx_gmem_convert", "RFC v5 (review)",
+                     "Yan Zhao on v5 44/45 <aYxBCINUG80GYfus@yzhao56-desk.sh.intel.com>: call the hook from "
+                     "kvm_gmem_punch_hole() and kvm_gmem_error_folio() too; placed as her v3 16/24 places "
+                     "the conversion's (after kvm_gmem_invalidate_begin(), before the zap)",
+                     "the conversion's arch hook, called after the punch-hole's invalidation began and "
+                     "before its zap: write lock of its own, lock dropped to allocate, -ENOMEM fails the "
+                     "fallocate() before truncation"),
+    ),
+)
+PUNCH_HOLE_RANGE = Variant(
+    "punch_hole_range",
+    "what a punch-hole's kvm_gmem_invalidate_begin() adds to the invalidation",
+    (
+        VariantValue("exact", "v6.8",
+                     "virt/kvm/guest_memfd.c: kvm_gmem_punch_hole() -> kvm_gmem_invalidate_begin(start, end) "
+                     "-> kvm_mmu_unmap_gfn_range() -> kvm_mmu_invalidate_range_add(start, end)",
+                     "exactly [start, end): nothing is widened to the huge pages at its ends"),
+        VariantValue("huge_pages", "not posted",
+                     "the checker's counter-proposal, after kvm_arch_pre_set_memory_attributes() "
+                     "(commit 9129633d568e) which widens a conversion's range",
+                     "[start, end) grown to the huge pages holding its head and tail; the zap stays exact"),
+    ),
+)
 
 ACCEPT_HANDLER = Variant("accept_handler", "the names of the handler of an EPT violation carrying the guest's "
                          "ACCEPT level and of the split it calls (the same steps)", (
@@ -118,6 +156,7 @@ class HugeMirror:
         self.handler = variant["accept_handler"]  # the names the steps print
         self.split_api = SPLIT_API[self.handler]
         in_zap = variant.is_("conversion_split", "kvm_split_cross_boundary_leafs")
+        punch = variant["punch_hole_split"]
         self.fault, self.mf, self.sept, self.z = tdx.fault, tdx.mirror_fault, tdx.sept, tdx.teardown
         self.mirror, self.gmem, self.lock = tdx.kvm.mirror, tdx.gmem, tdx.kvm.lock
         self.attrs = tdx.kvm.attrs
@@ -184,8 +223,14 @@ class HugeMirror:
         self.fault.refine.private_disallowed = lambda r: self.inhibit[r].var
         self.lock.add_writer(z3.Or(*[self._in(v, "SPLIT", "MERGE") for v in range(sizes.vcpus)]))
         self.lock.add_waiter(z3.Or(*[self._in(v, *WAITS_FOR_WRITE_LOCK) for v in range(sizes.vcpus)]))
-        self.z.split_in = ZAP_STEPS if self.split_guard and in_zap else ()
-        self.hook = None if in_zap else GmemConvertHook(tdx.ioctl, self.z, bool(self.split_guard))
+        split_in = {"CONVERT_ZAP", "SLOT_ZAP"} if in_zap else set()
+        if punch == "kvm_split_cross_boundary_leafs":
+            split_in.add("PUNCH_ZAP")
+        self.z.split_in = tuple(s for s in ZAP_STEPS if s in split_in) if self.split_guard else ()
+        hooked = not in_zap or punch == PUNCH_HOOK
+        self.hook = GmemConvertHook(tdx.ioctl, self.z, bool(self.split_guard)) if hooked else None
+        tdx.gmem.widen = variant.is_("punch_hole_range", "huge_pages")
+        tdx.gmem.split_folios = True
         self.z.shared_holder = z3.Or(*[self._in(v, "SPLIT_SHARED") for v in range(sizes.vcpus)])
         self.mf.owns_top_steps = OWNS_TOP + UNDER_READ_LOCK
 
@@ -556,7 +601,7 @@ class TdxHugeComponent(Component):
         "boundary-crossing leaves before a partial conversion, and promotion of full 4K tables"
     )
     requires = ("guest",)
-    variants = (PROMOTION, CONVERSION_SPLIT, ACCEPT_HANDLER)
+    variants = (PROMOTION, CONVERSION_SPLIT, PUNCH_HOLE_SPLIT, PUNCH_HOLE_RANGE, ACCEPT_HANDLER)
     options = (
         Option("accept_until_done", bool, False,
                "the guest re-executes a 4K TDG.MEM.PAGE.ACCEPT that exited until it succeeds, as "
@@ -576,6 +621,7 @@ class TdxHugeComponent(Component):
         refine.locked_steps += UNDER_READ_LOCK
         refine.other_steps += ELSEWHERE
         enabled["attributes"].conversion_hook = PLACEMENT.get(self.variant["conversion_split"])  # type: ignore[attr-defined]
+        enabled["attributes"].punch_hole_hook = self.variant.is_("punch_hole_split", PUNCH_HOOK)  # type: ignore[attr-defined]
 
     def declare(self, b: ModelBuilder, deps: Mapping[str, Component]) -> None:
         tdx, guest = deps["tdx"], deps["guest"]
