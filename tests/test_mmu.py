@@ -263,6 +263,20 @@ def test_overlapping_invalidations_count_and_keep_the_union() -> None:
     assert labels(lost.model, replaced, "mmu_invalidate_range_start", "mmu_invalidate_range_end") == ("g3", "g4")
 
 
+def test_a_conversion_may_start_after_an_mmu_notifier_invalidation_ended() -> None:
+    """The scenario's conversion bound counts conversions, not the notifier's seq bumps:
+    after the notifier's invalidation ended, the one conversion allowed may still start."""
+    c = overlapping()
+    started = step(c, state(c.model), "kvm_mmu_notifier_invalidate_range_start(start=3, end=4)")
+    assert started is not None
+    ended = step(c, started, "kvm_mmu_notifier_invalidate_range_end()")
+    assert ended is not None and labels(c.model, ended, "mmu_invalidate_seq") == ("1",)
+    converted = step(c, ended, conv(1, 2, "PRIVATE"))
+    assert converted is not None and labels(c.model, converted, "mmu_invalidate_in_progress") == ("1",)
+    assert step(c, {**converted, **{k: v for k, v in state(c.model, {"mmu_invalidate_seq": 2}).items()
+                                    if k == "mmu_invalidate_seq"}}, conv(1, 2, "PRIVATE")) is None
+
+
 def test_the_mmu_notifier_zaps_the_shared_side_only() -> None:
     c = overlapping()
     mapped = state(c.model, {"direct_spte_2m[g0]": "LEAF", "mirror_spte_2m[g0]": "NONLEAF",

@@ -95,6 +95,8 @@ class AttributesComponent(Component):
                                          self.config["host_pins"],
                                          [self.notifier.active()] if self.notifier else [], self.zap_yields,
                                          self.punch_hole_hook)
+        if self.notifier is not None:
+            self.ioctl.ended_elsewhere.append(self.notifier.ended())
         if self.ioctl.inplace:  # every fault gets its pfn from guest_memfd, under its invalidate lock
             self.fault_refinement.all_from_gmem = True
             self.fault_refinement.get_pfn_excluded = self.ioctl.holds_invalidate_lock()

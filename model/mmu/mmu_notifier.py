@@ -43,6 +43,10 @@ class MmuNotifier:
         """The notifier is between its start and its end: one invalidation in progress."""
         return self.step.var == STEP.STARTED
 
+    def ended(self) -> z3.ArithRef:
+        """The invalidations the notifier has ended (mmu_invalidate_seq bumps of its own)."""
+        return self.count.var - z3.If(self.active(), 1, 0)
+
     def define(self, b: ModelBuilder) -> None:
         for start in range(self.sizes.gfns):
             for end in range(start + 1, self.sizes.gfns + 1):

@@ -152,8 +152,9 @@ class SetMemoryAttributes:
         sizes, inval = kvm.sizes, kvm.inval
         self.conversions = tuple(conversions)
         self.max_conversions = max_conversions
-        # invalidations (seq bumps) made by other operations of the thread, e.g. punch-holes
-        self.other_invalidations: z3.ArithRef | int = 0
+        # the invalidations other operations have ended (mmu_invalidate_seq bumps that are
+        # not conversions: punch-holes, mmu_notifiers), one term each
+        self.ended_elsewhere: list[z3.ArithRef] = []
         n = sizes.gfns
         gfn_names = {g: f"g{g}" for g in range(n + 1)}
         self.step: Field = b.field("ioctl.step", self.steps, "IDLE", "where the ioctl thread is")
@@ -378,7 +379,7 @@ class SetMemoryAttributes:
         """Conversion `c` may start: the thread is idle, the scenario allows another, and the
         range does not already have the attributes (the early return)."""
         return z3.And(self.step.var == IOCTL_STEP.IDLE,
-                      self.inval.seq.var - self.other_invalidations < self.max_conversions,
+                      self.inval.seq.var - sum(self.ended_elsewhere, 0) < self.max_conversions,
                       z3.Not(self.attrs.range_has(c.start, c.end, getattr(ATTRIBUTES, c.attributes))))
 
     def idle(self) -> dict[Field, object]:

@@ -77,7 +77,7 @@ class TdxComponent(Component):
                                      self.variant["busy_retry"])
         self.teardown.bind(self.ioctl)
         self.ioctl.mirror_teardown = self.teardown.start
-        self.ioctl.other_invalidations = self.gmem.punched.var
+        self.ioctl.ended_elsewhere.append(self.gmem.punched.var)  # the thread is idle when it starts another
         self.gmem.bind(self.ioctl, kvm.inval, kvm.lock, self.teardown.start)
         self.atomic = AtomicZaps(b, kvm.direct, kvm.mirror, self.mirror_fault.dirty, self.variant["propagation"],
                                  self.central) if self.config["nx_recovery"] else None
