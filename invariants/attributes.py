@@ -108,10 +108,12 @@ INVARIANTS = (
     ),
     Invariant(
         "invalidations_overlap", Kind.SOMETIMES,
-        "two invalidations are in progress at once (the ioctl thread's and the mmu_notifier's): "
+        "two invalidations are in progress at once (the ioctl thread's and the mmu_notifier's or "
+        "the fallocate() thread's): "
         "mmu_invalidate_in_progress is 2 and the range is their union",
         "kvm_mmu_invalidate_begin(), kvm_mmu_invalidate_range_add() in virt/kvm/kvm_main.c",
-        ("attributes",), lambda m: _part(m).inval.in_progress.var >= 2, when=("attributes.mmu_notifiers=1|2",),
+        ("attributes",), lambda m: _part(m).inval.in_progress.var >= 2,
+        when=("attributes.mmu_notifiers=1|2 or tdx.punch_hole_thread=true",),
     ),
     Invariant(
         "fault_between_pre_and_post", Kind.SOMETIMES,

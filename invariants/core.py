@@ -60,6 +60,8 @@ class Invariant:
         key, _, value = condition.partition("=")
         values = value.split("|")  # any of them
         component, _, name = key.partition(".")
+        if component not in model.parts:  # a condition on a component this model lacks
+            return False
         part = model.parts[component]
         if name in part.variant.declared:
             return any([part.variant.is_(name, v) for v in values])  # a list: every value checked

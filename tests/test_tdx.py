@@ -291,3 +291,66 @@ def test_a_bad_tdx_option_names_its_key(tmp_path, capsys) -> None:  # type: igno
     assert main(["--spec", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "tdx.punch_holes[0].start/end" in err and "0 <= start < end <= 4" in err
+
+
+THREAD_OPTIONS = {"attributes": {"initial_attributes": "private", "max_conversions": 1,
+                                 "conversions": [{"start": 1, "end": 2, "attributes": "shared"}]},
+                  "tdx": {"max_punch_holes": 1, "punch_holes": [{"start": 0, "end": 1}], "max_memslot_updates": 0,
+                          "nx_recovery": False, "punch_hole_thread": True}}
+THREAD = Lazy(lambda: build(["tdx", "guest"], Sizes(2, 1, 2), THREAD_OPTIONS, profile=PROFILE.get()))
+C_THREAD = Lazy(lambda: compile_model(THREAD.get()))
+CONVERT_G1 = "kvm_pre_set_memory_attributes(conversion=Conversion(start=1, end=2, attributes='SHARED'))"
+PUNCH_G0 = "kvm_gmem_punch_hole(hole=PunchHole(start=0, end=1))"
+
+
+def test_a_punch_hole_thread_overlaps_a_conversion_and_zaps_for_itself() -> None:
+    """[tdx] punch_hole_thread: a fallocate() thread punches while the ioctl thread is in the
+    middle of its conversion (its stores run under slots_lock only): both invalidations are
+    in progress, the range is their union; the tear-down of g0 is the fallocate thread's,
+    which then truncates and ends its invalidation alone."""
+    m, c = THREAD, C_THREAD
+    mapped = state(m, {**TABLE, "mirror_spte_4k[g0]": "LEAF", "sept_4k[g0]": "MAPPED"})
+    converting = step(c, mapped, CONVERT_G1)
+    assert converting is not None and labels(m, converting, "ioctl.step") == ("STORE",)
+    both = step(c, converting, PUNCH_G0)
+    assert both is not None
+    assert labels(m, both, "fallocate.step", "ioctl.step", "mmu_invalidate_in_progress", "mmu_invalidate_range_start",
+                  "mmu_invalidate_range_end", "sept_zap.step", "sept_zap.gfn") == (
+        "PUNCH_ZAP", "STORE", "2", "g0", "g2", "BLOCK", "g0")
+    assert [a.actor for a in m.get().actions if a.name == "kvm_gmem_punch_hole"] == ["fallocate"]
+    # the machine's REMOVE of g0 ends the fallocate thread's zap, not the ioctl thread's
+    removed = step(c, {**both, **{k: v for k, v in state(m, {"sept_zap.step": "NEXT", "sept_zap.gfn": 1,
+                                                              "sept_zap.end": 1}).items()
+                                  if k.startswith("sept_zap")}}, "tdp_mmu_zap_leafs()")
+    assert removed is not None
+    assert labels(m, removed, "fallocate.step", "ioctl.step", "sept_zap.step") == ("TRUNCATE", "STORE", "IDLE")
+    truncated = step(c, removed, "truncate_inode_pages_range()")
+    assert truncated is not None and labels(m, truncated, "gmem_page[g0]", "gmem_page[g1]") == ("FREED", "ALLOCATED")
+    ended = step(c, truncated, "kvm_gmem_invalidate_end()")
+    assert ended is not None
+    assert labels(m, ended, "fallocate.step", "mmu_invalidate_in_progress", "mmu_invalidate_seq",
+                  "mmu_invalidate_range_start") == ("IDLE", "1", "1", "g0")
+    # the punch-hole's seq bump does not use up the conversion the scenario allows
+    assert step(c, ended, "kvm_arch_post_set_memory_attributes()") is None  # g1 is not stored yet
+    idle = state(m, {"mmu_invalidate_seq": 1, "gmem.punch_holes": 1})
+    assert step(c, idle, CONVERT_G1) is not None
+
+
+def test_a_punch_hole_thread_is_refused_where_the_model_cannot_have_one(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from model.lang import OptionError
+
+    for extra, profile_name, problem in (({"zap_yields": True}, "v7.3", "one tear-down iterator"),
+                                         ({}, "gmem-inplace-v8", "filemap_invalidate_lock for write too")):
+        options = {**THREAD_OPTIONS, "tdx": {**THREAD_OPTIONS["tdx"], **extra}}
+        with pytest.raises(OptionError, match=problem):
+            build(["tdx", "guest"], Sizes(2, 1, 2), options, profile=profile(profile_name))
+    from checker.cli import main
+
+    from .shipped import ROOT
+
+    text = (ROOT / "specs" / "tdx-punch-hole-thread.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace('profile = "v7.3"', 'profile = "gmem-inplace-v8"').split("[expect]")[0])
+    assert main(["--spec", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: tdx.punch_hole_thread: " in err and "one thread's work" in err

@@ -70,6 +70,7 @@ class AttributesComponent(Component):
         self.extra_invalidations = 0
         self.conversion_hook: str | None = None  # where a private->shared conversion calls its arch hook
         self.punch_hole_hook = False  # a punch-hole calls that arch hook too
+        self.other_threads = 0  # threads besides the ioctl one that invalidate (a fallocate() thread)
         self.zap_yields = False  # the TDX tear-down's zap may yield mmu_lock between SPTEs
 
     def declare(self, b: ModelBuilder, deps: Mapping[str, Component]) -> None:
@@ -78,7 +79,8 @@ class AttributesComponent(Component):
             sizes,
             MemoryAttributes(b, sizes, self.initial, self.config["private_level"], self.config["shared_level"]),
             Invalidation(b, sizes, self.config["max_conversions"] + self.extra_invalidations
-                         + self.config["mmu_notifiers"], 2 if self.config["mmu_notifiers"] else 1),
+                         + self.config["mmu_notifiers"],
+                         1 + bool(self.config["mmu_notifiers"]) + self.other_threads),
             MmuLock(self.config["queued_rwlock"]),
             Root(b, sizes, "direct", private=False),
             Root(b, sizes, "mirror", private=True),
@@ -102,6 +104,7 @@ class AttributesComponent(Component):
             self.fault_refinement.get_pfn_excluded = self.ioctl.holds_invalidate_lock()
 
     def define(self, b: ModelBuilder) -> None:
+        self.ioctl.track_invalidations(b)
         self.fault.define(b)
         self.ioctl.define(b)
         if self.notifier is not None:

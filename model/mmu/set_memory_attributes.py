@@ -24,8 +24,9 @@ slot to either attribute, at most `max_conversions` times.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import z3
 
@@ -101,8 +102,30 @@ CONVERSION = Variant("conversion", "who converts memory between shared and priva
 # its conversion (and the arch hook inside it) and the punch-hole
 GMEM_LOCKED = ("CONVERT_ZAP", "STORE", "POST", "PUNCH_ZAP", "TRUNCATE", "GMEM_END")
 
-# tear down the mirror leaves in [start, end) from the ioctl step given: the effect
+# tear down the mirror leaves in [start, end) from the zap step given: the effect
 MirrorTeardown = Callable[[int, int, str], dict[Field, object]]
+
+
+class ZapThread(Protocol):
+    """A thread that holds mmu_lock for write while the TDX tear-down runs for it: the ioctl
+    thread, or a fallocate() thread of its own for punch-holes."""
+
+    actor: str
+    step: Field
+    steps: EnumDomain
+    start: Field
+    end: Field
+    zap_after: Mapping[str, str]  # its zap steps, each with the step that follows it
+
+    def at(self, *steps: str) -> z3.BoolRef: ...
+
+    def zapping(self) -> z3.BoolRef: ...
+
+    def after_zap(self) -> z3.ExprRef: ...
+
+    def discards(self) -> z3.BoolRef: ...
+
+    def idle(self) -> dict[Field, object]: ...
 
 
 @dataclass(frozen=True)
@@ -135,6 +158,8 @@ Operation = Conversion | PunchHole
 class SetMemoryAttributes:
     # set by a component that owns the mirror's external page table, before define()
     mirror_teardown: MirrorTeardown | None = None
+    actor = ACTOR
+    zap_after: Mapping[str, str] = AFTER_ZAP
 
     def __init__(self, b: ModelBuilder, kvm: Kvm, conversions: Sequence[Conversion], max_conversions: int,
                  hook: str | None = None, conversion: str = PER_VM, host_pins: int = 0,
@@ -149,7 +174,7 @@ class SetMemoryAttributes:
         self.punch_holes: tuple[PunchHole, ...] = ()  # set by guest_memfd: the punch-holes it may make
         self.inplace = conversion == IN_PLACE  # attributes.conversion
         self.direct, self.mirror = kvm.direct, kvm.mirror
-        sizes, inval = kvm.sizes, kvm.inval
+        sizes = kvm.sizes
         self.conversions = tuple(conversions)
         self.max_conversions = max_conversions
         # the invalidations other operations have ended (mmu_invalidate_seq bumps that are
@@ -211,15 +236,24 @@ class SetMemoryAttributes:
             "commit 9129633d568e (KVM: x86/mmu: Prevent installing hugepages when mem "
             "attributes are changing)",
         ) if not self.inplace else False
-        busy = (z3.Not(quiet), *other_invalidators)
+        self.quiet = quiet
+        # the other threads whose invalidations may be in progress with this one's (an
+        # mmu_notifier, a fallocate() thread): added to until define()
+        self.other_invalidators = list(other_invalidators)
+
+    def track_invalidations(self, b: ModelBuilder) -> None:
+        """The fact that ties mmu_invalidate_in_progress to the threads in their
+        invalidations; declared before any action, once every thread exists."""
+        inval = self.inval
+        busy = (z3.Not(self.quiet), *self.other_invalidators)
         counted = inval.in_progress.var == z3.Sum(*[z3.If(t, 1, 0) for t in busy])
         b.fact(
             "invalidation_tracks_ioctl",
             "mmu_invalidate_in_progress counts the threads between an invalidation's begin and "
-            "end (the ioctl thread, and the mmu_notifier if the scenario has one), and seq + "
-            "in_progress never exceeds the scenario's bound",
+            "end (the ioctl thread, and the mmu_notifier and the fallocate() thread if the "
+            "scenario has them), and seq + in_progress never exceeds the scenario's bound",
             z3.And(
-                counted if other_invalidators else (inval.in_progress.var == 1) == z3.Not(quiet),
+                counted if self.other_invalidators else (inval.in_progress.var == 1) == z3.Not(self.quiet),
                 inval.seq.var + inval.in_progress.var <= inval.max_invalidations,
             ),
         )
@@ -238,6 +272,11 @@ class SetMemoryAttributes:
             return self.zapping()
         dropped = z3.Or(self.zap_yielded.var == ZAP_YIELD.YIELDED, self.zap_yielded.var == ZAP_YIELD.QUEUED)
         return z3.And(self.zapping(), z3.Not(dropped))
+
+    def discards(self) -> z3.BoolRef:
+        """The zap is one userspace asked for on its range (a conversion or a punch-hole,
+        not a memslot update), so the guest's data there is meant to go."""
+        return self.step.var != IOCTL_STEP.SLOT_ZAP
 
     def after_zap(self) -> z3.ExprRef:
         """Where the ioctl thread goes when its tear-down finishes."""

@@ -7,9 +7,10 @@ from typing import Any
 
 from model.lang import Component, ModelBuilder, Option, OptionError, resolve, shown
 
+from ..set_memory_attributes import SetMemoryAttributes
 from ..sizes import Sizes
 from . import mirror_fault, propagation
-from .gmem import PINNING, GuestMemfd, PunchHole
+from .gmem import PINNING, FallocateThread, GuestMemfd, PunchHole
 from .mirror_fault import ITER_OLD_SPTE, WALK, MirrorFault
 from .propagation import CENTRAL, PROPAGATION, CentralPropagation
 from .sept import ExternalSept
@@ -39,6 +40,9 @@ class TdxComponent(Component):
         Option("zap_yields", bool, False,
                "tdp_mmu_zap_leafs() may drop mmu_lock between SPTEs (tdp_mmu_iter_cond_resched()), "
                "letting faults and other lock holders run in the middle of a zap"),
+        Option("punch_hole_thread", bool, False,
+               "fallocate(PUNCH_HOLE) runs on a thread of its own (under filemap_invalidate_lock), "
+               "so its invalidation may overlap a KVM_SET_MEMORY_ATTRIBUTES conversion's (under slots_lock)"),
     )
 
     def __init__(self, sizes: Sizes, options: Mapping[str, Any]) -> None:
@@ -60,6 +64,7 @@ class TdxComponent(Component):
         refine.private_4k_only = True  # tdx_gmem_private_max_mapping_level()
         attrs.extra_invalidations = self.config["max_punch_holes"]  # type: ignore[attr-defined]
         attrs.zap_yields = self.config["zap_yields"]  # type: ignore[attr-defined]
+        attrs.other_threads += self.config["punch_hole_thread"]  # type: ignore[attr-defined]
 
     def declare(self, b: ModelBuilder, deps: Mapping[str, Component]) -> None:
         attrs = deps["attributes"]
@@ -77,12 +82,30 @@ class TdxComponent(Component):
                                      self.variant["busy_retry"])
         self.teardown.bind(self.ioctl)
         self.ioctl.mirror_teardown = self.teardown.start
-        self.ioctl.ended_elsewhere.append(self.gmem.punched.var)  # the thread is idle when it starts another
-        self.gmem.bind(self.ioctl, kvm.inval, kvm.lock, self.teardown.start)
+        thread = self._punch_hole_thread(b)
+        self.gmem.bind(self.ioctl, kvm.inval, kvm.lock, self.teardown.start, thread)
+        self.ioctl.ended_elsewhere.append(self.gmem.ended())
         self.atomic = AtomicZaps(b, kvm.direct, kvm.mirror, self.mirror_fault.dirty, self.variant["propagation"],
                                  self.central) if self.config["nx_recovery"] else None
         self.fast_zap = FastZap(b, kvm.direct, self.config["max_memslot_updates"])
         self.fast_zap.bind(self.ioctl, kvm.lock, self.teardown)
+
+    def _punch_hole_thread(self, b: ModelBuilder) -> FallocateThread | SetMemoryAttributes:
+        """Who runs the punch-holes: the ioctl thread, or (option punch_hole_thread) a
+        fallocate() thread whose invalidation counts beside the ioctl thread's."""
+        if not self.config["punch_hole_thread"]:
+            return self.ioctl
+        why = [(self.ioctl.inplace, "an in-place conversion takes filemap_invalidate_lock for write too, so the "
+                                    "punch-hole and the conversion are one thread's work"),
+               (self.config["zap_yields"], "the model has one tear-down iterator: a zap that yielded holds it"),
+               (self.ioctl.punch_hole_hook, "the arch hook's steps are the ioctl thread's")]
+        for refused, problem in why:
+            if refused:
+                raise OptionError("tdx.punch_hole_thread", problem, "false here")
+        thread = FallocateThread(b, self.sizes, self.kvm.lock)
+        self.teardown.add_thread(thread)
+        self.ioctl.other_invalidators.append(thread.busy())
+        return thread
 
     def define(self, b: ModelBuilder) -> None:
         self.mirror_fault.define(b)

@@ -16,15 +16,16 @@ freed while still mapped is caught in the state where it is freed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 import z3
 
-from model.lang import BOOL, Family, Field, IntDomain, ModelBuilder, Step, Variant, VariantValue, kernel
+from model.lang import BOOL, EnumDomain, Family, Field, IntDomain, ModelBuilder, Step, Variant, VariantValue, kernel
 
 from ..invalidate import Invalidation
 from ..locks import MmuLock
-from ..set_memory_attributes import ACTOR, IOCTL_STEP, MirrorTeardown, PunchHole, SetMemoryAttributes
+from ..set_memory_attributes import MirrorTeardown, PunchHole, SetMemoryAttributes, ZapThread
 from ..sizes import Sizes
 from ..values import LEVEL, PAGE
 
@@ -38,6 +39,47 @@ PINNING = Variant("pinning", "whether TDX holds a reference on a private page wh
                  "<20251030200951.3402865-9-seanjc@google.com>",
                  "no reference: truncation frees what guest_memfd frees"),
 ))
+
+
+FALLOCATE_STEP = EnumDomain("fallocate_step", ["IDLE", "PUNCH_ZAP", "TRUNCATE", "GMEM_END"])
+
+
+class FallocateThread:
+    """Option [tdx] punch_hole_thread: fallocate(PUNCH_HOLE) on a thread of its own. It holds
+    guest_memfd's filemap_invalidate_lock, which KVM_SET_MEMORY_ATTRIBUTES (under slots_lock)
+    does not take, so its invalidation may overlap a conversion's."""
+
+    actor = "fallocate"
+    zap_after: Mapping[str, str] = MappingProxyType({"PUNCH_ZAP": "TRUNCATE"})
+    steps = FALLOCATE_STEP
+
+    def __init__(self, b: ModelBuilder, sizes: Sizes, lock: MmuLock) -> None:
+        n = sizes.gfns
+        names = {g: f"g{g}" for g in range(n + 1)}
+        self.step: Field = b.field("fallocate.step", FALLOCATE_STEP, "IDLE", "where the fallocate() thread is")
+        self.start: Field = b.field("fallocate.start", IntDomain(0, n, names), 0, "the hole's start")
+        self.end: Field = b.field("fallocate.end", IntDomain(0, n, names), 0, "the hole's end")
+        lock.add_writer(self.zapping())
+        lock.add_waiter(self.at("GMEM_END"))
+
+    def at(self, *steps: str) -> z3.BoolRef:
+        return z3.Or(*[self.step.var == FALLOCATE_STEP.code(s) for s in steps])
+
+    def zapping(self) -> z3.BoolRef:
+        return self.at("PUNCH_ZAP")
+
+    def after_zap(self) -> z3.ExprRef:
+        return FALLOCATE_STEP.TRUNCATE
+
+    def discards(self) -> z3.BoolRef:
+        return z3.BoolVal(True)
+
+    def busy(self) -> z3.BoolRef:
+        """Between its kvm_gmem_invalidate_begin() and _end()."""
+        return z3.Not(self.at("IDLE"))
+
+    def idle(self) -> dict[Field, object]:
+        return {self.step: FALLOCATE_STEP.IDLE, self.start: 0, self.end: 0}
 
 
 class GuestMemfd:
@@ -88,11 +130,19 @@ class GuestMemfd:
         """kvm_gmem_get_pfn() allocates the page if the file has a hole there."""
         return {self.page[gfn]: PAGE.ALLOCATED}
 
-    def bind(self, ioctl: SetMemoryAttributes, inval: Invalidation, lock: MmuLock, teardown: MirrorTeardown) -> None:
+    def bind(self, ioctl: SetMemoryAttributes, inval: Invalidation, lock: MmuLock, teardown: MirrorTeardown,
+             thread: ZapThread) -> None:
         """`teardown` starts the write-lock zap of the mirror leaves in a range (the
-        tear-down machine, which itself calls back into this module to unpin)."""
-        self.ioctl, self.inval, self.lock, self.teardown = ioctl, inval, lock, teardown
+        tear-down machine, which itself calls back into this module to unpin); `thread`
+        runs the punch-holes: the ioctl thread, or a fallocate() thread of their own."""
+        self.ioctl, self.inval, self.lock, self.teardown, self.thread = ioctl, inval, lock, teardown, thread
         ioctl.punch_holes = self.punch_holes
+
+    def ended(self) -> z3.ArithRef:
+        """The punch-holes that have ended their invalidation (mmu_invalidate_seq bumps)."""
+        if isinstance(self.thread, FallocateThread):
+            return self.punched.var - z3.If(self.thread.busy(), 1, 0)
+        return self.punched.var  # the ioctl thread is idle when it starts a conversion
 
     def _invalidated(self, hole: PunchHole) -> tuple[int, int]:
         """The range kvm_gmem_invalidate_begin() adds: the hole, or with `widen` the huge
@@ -103,12 +153,13 @@ class GuestMemfd:
         return hole.start - hole.start % p, -(-hole.end // p) * p
 
     def define(self, b: ModelBuilder) -> None:
+        actor = self.thread.actor
         for p in self.punch_holes:
-            b.action(self.kvm_gmem_punch_hole, ACTOR, hole=p)
+            b.action(self.kvm_gmem_punch_hole, actor, hole=p)
             if self.ioctl.punch_hole_hook:
-                b.action(self.kvm_gmem_zap, ACTOR, hole=p)
-        b.action(self.truncate_inode_pages_range, ACTOR)
-        b.action(self.kvm_gmem_invalidate_end, ACTOR)
+                b.action(self.kvm_gmem_zap, actor, hole=p)
+        b.action(self.truncate_inode_pages_range, actor)
+        b.action(self.kvm_gmem_invalidate_end, actor)
 
     @kernel("kvm_gmem_punch_hole")
     def kvm_gmem_punch_hole(self, hole: PunchHole) -> Step:
@@ -119,17 +170,18 @@ class GuestMemfd:
         direct root's leaves). Left out: several bindings of the file; filemap_invalidate_lock
         is the ioctl thread's (it does one thing at a time), which faults wait for only with
         in-place conversion."""
-        io = self.ioctl
+        io, t = self.ioctl, self.thread
         guard = z3.And(
-            io.step.var == IOCTL_STEP.IDLE,
+            t.at("IDLE"),
             self.punched.var < self.max_punch_holes,
             self.lock.write_lockable(),
         )
+        record = io.record(hole) if t is io else {t.start: hole.start, t.end: hole.end}
         effect: dict[Field, object] = {
             **self.inval.begin_with_range(*self._invalidated(hole)),
             # in-place conversion: the file holds both kinds, so both are zapped (e088c7f86bef)
-            **(self.ioctl.direct.zap_leafs(hole.start, hole.end) if self.ioctl.inplace else {}),
-            **self.ioctl.record(hole),
+            **(io.direct.zap_leafs(hole.start, hole.end) if io.inplace else {}),
+            **record,
             self.punched: self.punched.var + 1,
         }
         text = f"kvm_gmem_punch_hole({hole.text()}): kvm_gmem_invalidate_begin"
@@ -155,24 +207,24 @@ class GuestMemfd:
         (truncate_inode_partial_folio() -> split_folio()), so guest_memfd reports order 0
         for that region from then on. Left out: a split that fails (the folio is then
         only zeroed in part)."""
-        io = self.ioctl
-        effect: dict[Field, object] = {io.step: IOCTL_STEP.GMEM_END}
+        io, t = self.ioctl, self.thread
+        effect: dict[Field, object] = {t.step: t.steps.GMEM_END}
         for g in range(self.sizes.gfns):
-            inside = z3.And(io.start.var <= g, io.end.var > g)
+            inside = z3.And(t.start.var <= g, t.end.var > g)
             effect[self.page[g]] = z3.If(z3.And(inside, z3.Not(self.held(g))), PAGE.FREED,
                                          self.page[g].var)
         if self.split_folios:
             p, level = self.sizes.pages_per_huge, io.attrs.gmem_level
             for r, base in enumerate(self.sizes.region_bases()):
-                part = z3.And(io.start.var < base + p, io.end.var > base,
-                              z3.Or(io.start.var > base, io.end.var < base + p))
+                part = z3.And(t.start.var < base + p, t.end.var > base,
+                              z3.Or(t.start.var > base, t.end.var < base + p))
                 effect[level[r]] = z3.If(part, LEVEL.PG_LEVEL_4K, level[r].var)
-        return Step("truncate_inode_pages_range()", io.step.var == IOCTL_STEP.TRUNCATE, effect)
+        return Step("truncate_inode_pages_range()", t.at("TRUNCATE"), effect)
 
     @kernel("kvm_gmem_invalidate_end")
     def kvm_gmem_invalidate_end(self) -> Step:
         """kvm_gmem_punch_hole() -> kvm_gmem_invalidate_end(): kvm_mmu_invalidate_end()
         under mmu_lock for write (seq++, in_progress--)."""
-        io = self.ioctl
-        guard = z3.And(io.step.var == IOCTL_STEP.GMEM_END, self.lock.write_lockable())
-        return Step("kvm_gmem_invalidate_end()", guard, {**self.inval.end(), **io.idle()})
+        t = self.thread
+        guard = z3.And(t.at("GMEM_END"), self.lock.write_lockable())
+        return Step("kvm_gmem_invalidate_end()", guard, {**self.inval.end(), **t.idle()})

@@ -35,7 +35,7 @@ import z3
 
 from model.lang import EnumDomain, Family, Field, IntDomain, ModelBuilder, Step, Variant, VariantValue, choose, kernel
 
-from ..set_memory_attributes import ACTOR, AFTER_ZAP, IOCTL_STEP, ZAP_STEPS, ZAP_YIELD, SetMemoryAttributes
+from ..set_memory_attributes import ACTOR, ZAP_YIELD, SetMemoryAttributes, ZapThread
 from ..tdp import Root
 from ..values import BLOCK_AGE, SEPT_4K, SPTE_2M, SPTE_4K
 from .gmem import GuestMemfd
@@ -108,6 +108,19 @@ class SeptTeardown:
 
     def bind(self, ioctl: SetMemoryAttributes) -> None:
         self.ioctl = ioctl
+        self.threads: list[ZapThread] = []
+        self.owner: dict[str, ZapThread] = {}  # who runs the zap of each zap step
+        self.add_thread(ioctl)
+
+    def add_thread(self, thread: ZapThread) -> None:
+        """A thread whose zaps this machine runs; its zap steps are now its own (a
+        fallocate() thread takes the punch-hole's from the ioctl thread)."""
+        self.threads.append(thread)
+        self.owner |= {step: thread for step in thread.zap_after}
+
+    def _zappers(self) -> list[ZapThread]:
+        """The threads that own a zap step (one zaps at a time: each holds the write lock)."""
+        return [t for t in self.threads if any(self.owner[s] is t for s in t.zap_after)]
 
     # -- helpers --------------------------------------------------------------------
 
@@ -127,7 +140,7 @@ class SeptTeardown:
             return z3.BoolVal("REMOVE_4K" in ops)
         return z3.Or(*[self.op.var == SEPT_OP.code(o) for o in ops])
 
-    def _plan(self, lo: z3.ArithRef | int, end: z3.ArithRef | int, zap_step: str | None = None
+    def _plan(self, lo: z3.ArithRef | int, end: z3.ArithRef | int, zap: str | ZapThread
               ) -> tuple[z3.BoolRef, dict[Field, object]]:
         """What tdp_mmu_zap_leafs() does next from GFN `lo` on: the first entry, in
         iterator order, that needs work, from this table (huge pages add the 2M rows):
@@ -139,25 +152,27 @@ class SeptTeardown:
                            the boundary of a zap that does not split
             4K leaf g      lo <= g < end                            REMOVE_4K
 
-        `zap_step` is the ioctl step the zap is for (None: the one the thread is at).
+        `zap` is the zap step the zap is for, or the thread whose zap it is (at its step).
         Returns whether there is anything to do, and the effect of starting it (the mirror
         write and the machine's fields)."""
-        splits = self._splits(zap_step)
+        splits = self._splits(zap)
         demotions = [] if splits is False else [
             (crosses if splits is True else z3.And(splits, crosses), base, "DEMOTE")
             for crosses, base in self.crossing(lo, end)]
         return self._first([*demotions, *self._removals(lo, end)], end)
 
-    def _splits(self, zap_step: str | None) -> bool | z3.BoolRef:
-        """Whether the zap of `zap_step` (None: the one the thread is at) splits crossing
-        leaves first: a constant when it is known, else a term of the thread's step."""
-        if zap_step is not None:
-            return zap_step in self.split_in
-        if set(self.split_in) >= set(ZAP_STEPS):
+    def _splits(self, zap: str | ZapThread) -> bool | z3.BoolRef:
+        """Whether the zap of a zap step, or of a thread at its own, splits crossing leaves
+        first: a constant when it is known, else a term of the thread's step."""
+        if isinstance(zap, str):
+            return zap in self.split_in
+        own = [s for s in zap.zap_after if self.owner[s] is zap]
+        splitting = [s for s in own if s in self.split_in]
+        if len(splitting) == len(own):
             return True
-        if not self.split_in:
+        if not splitting:
             return False
-        return self.ioctl.at(*self.split_in)
+        return zap.at(*splitting)
 
     def crossing(self, lo: z3.ArithRef | int, end: z3.ArithRef | int) -> list[tuple[z3.BoolRef, int]]:
         """The huge mirror leaves that cross a boundary of [lo, end), by their first GFN:
@@ -220,8 +235,8 @@ class SeptTeardown:
         leaves in [start, end): start on the first one (or the split before it), or
         carry on at once if there is none."""
         found, effect = self._plan(start, end, zap_step)
-        then = AFTER_ZAP[zap_step]
-        effect[self.ioctl.step] = z3.If(found, IOCTL_STEP.code(zap_step), IOCTL_STEP.code(then))
+        t = self.owner[zap_step]
+        effect[t.step] = z3.If(found, t.steps.code(zap_step), t.steps.code(t.zap_after[zap_step]))
         return effect
 
     def begin(self, region: int, op: str) -> dict[Field, object]:
@@ -258,10 +273,12 @@ class SeptTeardown:
         """A 2M operation ended: the ioctl thread goes on with its zap from the start of its
         range; a vCPU holder picks up DONE or FAILED."""
         result = self.then("DONE" if ok else "FAILED")
-        found, plan = self._plan(self.ioctl.start.var, self.end.var)
-        plan[self.ioctl.step] = z3.If(found, self.ioctl.step.var, self.ioctl.after_zap())
-        plan[self.sept.wait_for_sept_zap] = False
-        return choose(self.ioctl.zapping(), plan, result)
+        for t in self._zappers():
+            found, plan = self._plan(t.start.var, self.end.var, t)
+            plan[t.step] = z3.If(found, t.step.var, t.after_zap())
+            plan[self.sept.wait_for_sept_zap] = False
+            result = choose(t.zapping(), plan, result)
+        return result
 
     def define(self, b: ModelBuilder) -> None:
         for g in range(self.sizes.gfns):
@@ -356,14 +373,11 @@ class SeptTeardown:
 
     # -- TDH.MEM.PAGE.REMOVE --------------------------------------------------------
 
-    def _discards(self) -> z3.BoolRef:
-        """The zap is one userspace asked for on this range (a conversion or a punch-hole),
-        so the guest's data there is meant to go."""
-        return self.ioctl.step.var != IOCTL_STEP.SLOT_ZAP
-
     def discard(self, gfn: int) -> dict[Field, object]:
-        """The guest's view of gfn after its page is removed, if userspace asked for it."""
-        inside = z3.And(self._discards(), self.ioctl.start.var <= gfn, self.ioctl.end.var > gfn)
+        """The guest's view of gfn after its page is removed, if userspace asked for it: the
+        zapping thread's zap is a conversion or a punch-hole whose range holds gfn."""
+        inside = z3.Or(*[z3.And(t.zapping(), t.discards(), t.start.var <= gfn, t.end.var > gfn)
+                         for t in self._zappers()])
         return {f: z3.If(inside, value, f.var) for f, value in self.sept.td.discard(gfn).items()}  # type: ignore[misc]
 
     @kernel("tdh_mem_page_remove")
@@ -406,8 +420,11 @@ class SeptTeardown:
         """tdp_mmu_zap_leafs() moves to the next present mirror leaf of the range and
         writes it non-present (tdp_mmu_iter_set_spte), or, at the end of the range, the
         ioctl thread flushes and drops mmu_lock and goes on with its operation."""
-        found, effect = self._plan(self.gfn.var, self.end.var)
-        effect[self.ioctl.step] = z3.If(found, self.ioctl.step.var, self.ioctl.after_zap())
+        effect: dict[Field, object] = {}
+        for t in self._zappers():
+            found, plan = self._plan(self.gfn.var, self.end.var, t)
+            plan[t.step] = z3.If(found, t.step.var, t.after_zap())
+            effect = choose(t.zapping(), plan, effect) if effect else plan
         guard = self.at("NEXT")
         if self.ioctl.zap_yielded is not None:  # forward progress: a yield may come again after this
             guard = z3.And(guard, self.ioctl.holds_zap_lock())
