@@ -244,7 +244,20 @@ def _private_fault_waiting(m: Model) -> list[tuple[str, z3.BoolRef]]:
 
 def _teardown_waiting(m: Model) -> list[tuple[str, z3.BoolRef]]:
     t = _tdx(m)
-    return [("ioctl", z3.And(t.ioctl.zapping(), t.teardown.step.var != t.teardown.steps.IDLE))]
+    z = t.teardown
+    return [(th.actor, z3.And(th.zapping(), z.step.var != z.steps.IDLE)) for th in z.zappers()]
+
+
+def _invalidation_covers_yielded_zap(m: Model) -> z3.BoolRef:
+    """A conversion's or a punch-hole's zap that dropped mmu_lock between two SPTEs: every
+    GFN of its range is inside the invalidation in progress."""
+    t = _tdx(m)
+    io, inval = t.ioctl, t.kvm.inval
+    assert io.zap_yielded is not None
+    dropped = z3.Or(io.zap_yielded.var == ZAP_YIELD.YIELDED, io.zap_yielded.var == ZAP_YIELD.QUEUED)
+    covered = z3.And(*[z3.Implies(z3.And(io.start.var <= g, io.end.var > g), inval.gfn_in_range(z3.IntVal(g)))
+                       for g in range(t.sizes.gfns)])
+    return z3.Implies(z3.And(io.at("CONVERT_ZAP", "PUNCH_ZAP"), dropped), covered)
 
 
 def _zap_yielded(m: Model) -> z3.BoolRef:
@@ -255,6 +268,15 @@ def _zap_yielded(m: Model) -> z3.BoolRef:
 
 
 INVARIANTS = (
+    Invariant(
+        "invalidation_covers_yielded_zap", Kind.ALWAYS,
+        "a conversion's or a punch-hole's zap that dropped mmu_lock between two SPTEs "
+        "(tdp_mmu_iter_cond_resched()) holds mmu_invalidate_in_progress over every GFN of its "
+        "range: the faults that run meanwhile retry there",
+        "kvm_mmu_invalidate_begin() / mmu_invalidate_retry_gfn() (virt/kvm/kvm_main.c, "
+        "arch/x86/kvm/mmu/mmu.c); tdp_mmu_iter_cond_resched() in tdp_mmu_zap_leafs()",
+        ("tdx",), _invalidation_covers_yielded_zap, when=("tdx.zap_yields=true",),
+    ),
     Invariant(
         "zap_yielded_to_a_fault", Kind.SOMETIMES,
         "the ioctl thread's zap dropped mmu_lock between two SPTEs (tdp_mmu_iter_cond_resched()) "

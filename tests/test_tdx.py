@@ -234,6 +234,24 @@ def test_a_zap_may_yield_the_lock_between_leaves_and_walks_on_after() -> None:
     assert "tdp_mmu_iter_cond_resched()" not in MODEL.get().by_key
 
 
+def test_a_yielded_zap_keeps_its_range_invalidated() -> None:
+    """invalidation_covers_yielded_zap: while the zap has dropped mmu_lock, every GFN of its
+    range is in the invalidation in progress; a range that lost a GFN (what another
+    invalidation without guard range-union does) breaks it, and a zap that holds the lock
+    is not judged."""
+    from .helpers import check
+
+    m = YIELDS
+    base = {"ioctl.step": "CONVERT_ZAP", "sept_zap.step": "NEXT", "sept_zap.gfn": 1, "sept_zap.end": 2,
+            "ioctl.start": 0, "ioctl.end": 2, "mmu_invalidate_in_progress": 1, "ioctl.zap_yield": "YIELDED",
+            "mmu_invalidate_range_start": 0, "mmu_invalidate_range_end": 2}
+    assert check(m, "invalidation_covers_yielded_zap", state(m, base))
+    lost = state(m, {**base, "mmu_invalidate_range_start": 1})
+    assert not check(m, "invalidation_covers_yielded_zap", lost)
+    assert check(m, "invalidation_covers_yielded_zap", state(m, {**base, "mmu_invalidate_range_start": 1,
+                                                                 "ioctl.zap_yield": "RESUMED"}))
+
+
 # -- the guest --------------------------------------------------------------------------
 
 def test_accept_moves_a_pending_page_to_mapped() -> None:

@@ -118,7 +118,7 @@ class SeptTeardown:
         self.threads.append(thread)
         self.owner |= {step: thread for step in thread.zap_after}
 
-    def _zappers(self) -> list[ZapThread]:
+    def zappers(self) -> list[ZapThread]:
         """The threads that own a zap step (one zaps at a time: each holds the write lock)."""
         return [t for t in self.threads if any(self.owner[s] is t for s in t.zap_after)]
 
@@ -273,7 +273,7 @@ class SeptTeardown:
         """A 2M operation ended: the ioctl thread goes on with its zap from the start of its
         range; a vCPU holder picks up DONE or FAILED."""
         result = self.then("DONE" if ok else "FAILED")
-        for t in self._zappers():
+        for t in self.zappers():
             found, plan = self._plan(t.start.var, self.end.var, t)
             plan[t.step] = z3.If(found, t.step.var, t.after_zap())
             plan[self.sept.wait_for_sept_zap] = False
@@ -377,7 +377,7 @@ class SeptTeardown:
         """The guest's view of gfn after its page is removed, if userspace asked for it: the
         zapping thread's zap is a conversion or a punch-hole whose range holds gfn."""
         inside = z3.Or(*[z3.And(t.zapping(), t.discards(), t.start.var <= gfn, t.end.var > gfn)
-                         for t in self._zappers()])
+                         for t in self.zappers()])
         return {f: z3.If(inside, value, f.var) for f, value in self.sept.td.discard(gfn).items()}  # type: ignore[misc]
 
     @kernel("tdh_mem_page_remove")
@@ -421,7 +421,7 @@ class SeptTeardown:
         writes it non-present (tdp_mmu_iter_set_spte), or, at the end of the range, the
         ioctl thread flushes and drops mmu_lock and goes on with its operation."""
         effect: dict[Field, object] = {}
-        for t in self._zappers():
+        for t in self.zappers():
             found, plan = self._plan(self.gfn.var, self.end.var, t)
             plan[t.step] = z3.If(found, t.step.var, t.after_zap())
             effect = choose(t.zapping(), plan, effect) if effect else plan
