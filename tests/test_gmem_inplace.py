@@ -106,3 +106,25 @@ def test_which_invariants_apply() -> None:
     assert "no_host_reference_to_private" in inplace and "no_host_reference_to_private" not in per_vm
     assert "mixed_flag_exact" in per_vm and "mixed_flag_exact" not in inplace
     assert "no_mixed_huge_page" in inplace
+
+
+def test_rfc_v5_on_in_place_conversion_calls_its_hook_but_maps_nothing_huge() -> None:
+    """RFC v5 with attributes.conversion = kvm_gmem_set_attributes (a spec's [variants]): the
+    in-place conversion calls tdx_gmem_convert() after its invalidation began, as RFC v5's
+    own conversion does; guest_memfd's folios are order 0, so a private fault's max level is
+    4K and the hook never finds a huge leaf to split (ARCHITECTURE.md: the combination waits
+    for huge folios)."""
+    options = {"attributes": {"initial_attributes": "private", "max_conversions": 1, "conversions": TO_SHARED},
+               "tdx": {"max_punch_holes": 0, "max_memslot_updates": 0, "nx_recovery": False}}
+    v5 = profile("tdx-hugepage-rfc-v5").with_variants({"attributes.conversion": "kvm_gmem_set_attributes"}, "test")
+    m = Lazy(lambda: build(["tdx_huge"], SIZES, options, profile=v5))
+    c = Lazy(lambda: compile_model(m.get()))
+    begun = step(c, state(m), f"kvm_gmem_set_attributes({SHARED})")
+    assert begun is not None and labels(m, begun, "ioctl.step", "mmu_invalidate_range_start") == ("HOOK", "g1")
+    faulting = state(m, {"fault.step[vcpu0]": "SEQ_SNAPSHOT", "fault.gfn[vcpu0]": 0, "fault.is_private[vcpu0]": True})
+    got = step(c, faulting, "faultin_pfn(vcpu=0, gfn=0, private=True)")
+    assert got is not None and labels(m, got, "fault.max_level[vcpu0]") == ("PG_LEVEL_4K",)
+    per_vm = Lazy(lambda: build(["tdx_huge"], SIZES, options, profile=profile("tdx-hugepage-rfc-v5")))
+    got = step(Lazy(lambda: compile_model(per_vm.get())), state(per_vm, {"fault.step[vcpu0]": "SEQ_SNAPSHOT",
+               "fault.gfn[vcpu0]": 0, "fault.is_private[vcpu0]": True}), "faultin_pfn(vcpu=0, gfn=0, private=True)")
+    assert got is not None and labels(per_vm, got, "fault.max_level[vcpu0]") == ("PG_LEVEL_2M",)

@@ -372,3 +372,61 @@ def test_a_punch_hole_thread_is_refused_where_the_model_cannot_have_one(tmp_path
     assert main(["--spec", str(bad)]) == 2
     err = capsys.readouterr().err
     assert f"{bad}: tdx.punch_hole_thread: " in err and "one thread's work" in err
+
+
+MF_OPTIONS = {"attributes": {"initial_attributes": "private", "max_conversions": 0},
+              "tdx": {"max_punch_holes": 0, "max_memslot_updates": 0, "nx_recovery": False, "memory_failures": [1]}}
+MF = Lazy(lambda: build(["tdx", "guest"], Sizes(2, 1, 2), MF_OPTIONS, profile=profile("v7.3")))
+C_MF = Lazy(lambda: compile_model(MF.get()))
+
+
+def test_a_memory_failure_zaps_the_folio_and_poisons_the_page() -> None:
+    """kvm_gmem_error_folio(): PG_hwpoison, the invalidation of the (order-0) folio and the
+    zap of its private mapping; the guest's data at the poisoned page is meant to go, so
+    its REMOVE discards it; a later private fault there gets -EHWPOISON, not a pfn."""
+    m, c = MF, C_MF
+    mapped = state(m, {**TABLE, "mirror_spte_4k[g1]": "LEAF", "sept_4k[g1]": "MAPPED", "td.accepted[g1]": True})
+    failed = step(c, mapped, "kvm_gmem_error_folio(gfn=1)")
+    assert failed is not None
+    assert labels(m, failed, "gmem_hwpoison[g1]", "ioctl.step", "mmu_invalidate_range_start",
+                  "mmu_invalidate_range_end", "sept_zap.step", "sept_zap.gfn", "mirror_spte_4k[g1]") == (
+        "true", "ERROR_ZAP", "g1", "g2", "BLOCK", "g1", "NONPRESENT")
+    assert step(c, failed, "kvm_gmem_error_folio(gfn=1)") is None  # once
+    blocked = {"sept_zap.step": "REMOVE", "sept_4k[g1]": "BLOCKED", "sept_bepoch[g1]": "OLDER"}
+    removing = {**failed, **{k: v for k, v in state(m, blocked).items() if k in blocked}}
+    removed = step(c, removing, "tdh_mem_page_remove(gfn=1)")
+    assert removed is not None and labels(m, removed, "td.accepted[g1]") == ("false",)
+    poisoned = state(m, {"gmem_hwpoison[g1]": True, "fault.step[vcpu0]": "SEQ_SNAPSHOT", "fault.gfn[vcpu0]": 1,
+                         "fault.is_private[vcpu0]": True})
+    assert step(c, poisoned, "faultin_pfn(vcpu=0, gfn=1, private=True)") is None
+    signalled = step(c, poisoned, "kvm_send_hwpoison_signal(vcpu=0, gfn=1)")
+    assert signalled is not None and labels(m, signalled, "fault.step[vcpu0]") == ("IDLE",)
+
+
+def test_a_memory_failure_in_a_huge_folio_zaps_all_of_it() -> None:
+    """With the huge-page series the folio may be 2M: the invalidation and the zap cover
+    the whole region (the 2M leaf goes), though only g1 is poisoned."""
+    m = Lazy(lambda: build(["tdx_huge"], Sizes(2, 1, 2), MF_OPTIONS, profile=profile("tdx-hugepage-rfc-v5")))
+    c = Lazy(lambda: compile_model(m.get()))
+    huge = state(m, {"mirror_spte_2m[g0]": "LEAF", "sept_2m[g0]": "MAPPED", "td.accepted[g0]": True,
+                     "td.accepted[g1]": True})
+    failed = step(c, huge, "kvm_gmem_error_folio(gfn=1)")
+    assert failed is not None
+    assert labels(m, failed, "mmu_invalidate_range_start", "mmu_invalidate_range_end", "sept_zap.op",
+                  "sept_zap.gfn") == ("g0", "g2", "REMOVE_2M", "g0")
+    order0 = state(m, {"gmem_max_level[g0]": "PG_LEVEL_4K"})
+    small = step(c, order0, "kvm_gmem_error_folio(gfn=1)")
+    assert small is not None and labels(m, small, "mmu_invalidate_range_start") == ("g1",)
+
+
+def test_a_bad_memory_failure_gfn_names_its_key(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from checker.cli import main
+
+    from .shipped import ROOT
+
+    text = (ROOT / "specs" / "tdx-memory-failure.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace("memory_failures = [1]", "memory_failures = [7]"))
+    assert main(["--spec", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "tdx.memory_failures[0]" in err and "0 <= GFN < 2" in err

@@ -71,6 +71,7 @@ class AttributesComponent(Component):
         self.conversion_hook: str | None = None  # where a private->shared conversion calls its arch hook
         self.punch_hole_hook = False  # a punch-hole calls that arch hook too
         self.other_threads = 0  # threads besides the ioctl one that invalidate (a fallocate() thread)
+        self.memory_failures = False  # the thread of guest_memfd's invalidations has memory failures too
         self.zap_yields = False  # the TDX tear-down's zap may yield mmu_lock between SPTEs
 
     def declare(self, b: ModelBuilder, deps: Mapping[str, Component]) -> None:
@@ -96,7 +97,7 @@ class AttributesComponent(Component):
                                          self.conversion_hook, self.variant["conversion"],
                                          self.config["host_pins"],
                                          [self.notifier.active()] if self.notifier else [], self.zap_yields,
-                                         self.punch_hole_hook)
+                                         self.punch_hole_hook, self.memory_failures)
         if self.notifier is not None:
             self.ioctl.ended_elsewhere.append(self.notifier.ended())
         if self.ioctl.inplace:  # every fault gets its pfn from guest_memfd, under its invalidate lock

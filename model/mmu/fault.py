@@ -67,6 +67,8 @@ class FaultRefinement:
     # in-place conversion: shared faults too get their pfn from guest_memfd, whose folios
     # are order 0, so no fault maps huge
     all_from_gmem: bool = False
+    # kvm_gmem_get_pfn() fails with -EHWPOISON for the GFN's private page (memory failure)
+    private_hwpoison: Callable[[int], z3.BoolRef] | None = None
     # per-vCPU locals of other components, reset to the value given when that vCPU's fault ends
     idle_locals: list[tuple[Family, object]] = field(default_factory=list)
 
@@ -177,6 +179,8 @@ class FaultPath:
                         b.action(self.kvm_mmu_faultin_pfn, actor, **params)
                     b.action(self.kvm_mmu_prepare_memory_fault_exit, actor, **params)
                     b.action(self.faultin_pfn, actor, **params)
+                    if private and self.refine.private_hwpoison is not None:
+                        b.action(self.kvm_send_hwpoison_signal, actor, vcpu=v, gfn=g)
                     b.action(self.read_lock, actor, **params)
                     b.action(self.is_page_fault_stale, actor, **params)
                     b.action(self.page_fault_not_stale, actor, **params)
@@ -243,10 +247,23 @@ class FaultPath:
         )
         if self.refine.get_pfn_excluded is not None:
             guard = z3.And(guard, z3.Not(self.refine.get_pfn_excluded))
+        if private and self.refine.private_hwpoison is not None:
+            guard = z3.And(guard, z3.Not(self.refine.private_hwpoison(gfn)))
         effect: dict[Field, object] = {self.step[v]: self.steps.PFN, self.max_level[v]: max_level}
         if private and self.refine.gmem_get_pfn is not None:
             effect |= self.refine.gmem_get_pfn(gfn)
         return Step(f"__kvm_mmu_faultin_pfn(g{gfn}, {kind(private)})", guard, effect)
+
+    @kernel("kvm_send_hwpoison_signal")
+    def kvm_send_hwpoison_signal(self, vcpu: int, gfn: int) -> Step:
+        """A private fault on a page memory_failure() poisoned: kvm_gmem_get_pfn() returns
+        -EHWPOISON, kvm_handle_error_pfn() -> kvm_send_hwpoison_signal() and the vCPU
+        returns to userspace with SIGBUS; nothing is mapped. Left out: what userspace does
+        then (the model's vCPU may fault again)."""
+        assert self.refine.private_hwpoison is not None
+        guard = z3.And(self.on(vcpu, "SEQ_SNAPSHOT", gfn, True), self.attrs.is_private(gfn),
+                       self.refine.private_hwpoison(gfn))
+        return Step(f"kvm_gmem_get_pfn(g{gfn}): -EHWPOISON; kvm_send_hwpoison_signal()", guard, self.done(vcpu))
 
     @kernel("read_lock")
     def read_lock(self, vcpu: int, gfn: int, private: bool) -> Step:

@@ -123,7 +123,7 @@ class ZapThread(Protocol):
 
     def after_zap(self) -> z3.ExprRef: ...
 
-    def discards(self) -> z3.BoolRef: ...
+    def discards(self, gfn: int) -> z3.BoolRef: ...
 
     def idle(self) -> dict[Field, object]: ...
 
@@ -159,18 +159,22 @@ class SetMemoryAttributes:
     # set by a component that owns the mirror's external page table, before define()
     mirror_teardown: MirrorTeardown | None = None
     actor = ACTOR
-    zap_after: Mapping[str, str] = AFTER_ZAP
 
     def __init__(self, b: ModelBuilder, kvm: Kvm, conversions: Sequence[Conversion], max_conversions: int,
                  hook: str | None = None, conversion: str = PER_VM, host_pins: int = 0,
                  other_invalidators: Sequence[z3.BoolRef] = (), zap_yields: bool = False,
-                 punch_hole_hook: bool = False) -> None:
+                 punch_hole_hook: bool = False, memory_failures: bool = False) -> None:
         self.sizes, self.attrs, self.inval, self.lock = kvm.sizes, kvm.attrs, kvm.inval, kvm.lock
         assert hook is None or hook in PLACEMENTS
         self.hook = hook  # where a private->shared conversion calls its arch hook, if it has one
         self.punch_hole_hook = punch_hole_hook  # a punch-hole calls it too, after its invalidation began
         self.hooks = hook is not None or punch_hole_hook
         self.steps = IOCTL_STEP_HOOKED if self.hooks else IOCTL_STEP
+        self.zap_after = dict(AFTER_ZAP)
+        if memory_failures:  # it runs guest_memfd's memory failures too: a zap, then the end
+            self.steps = EnumDomain("ioctl_step", [*self.steps.members, "ERROR_ZAP"])
+            self.zap_after["ERROR_ZAP"] = "GMEM_END"
+        self.poisoned: Family | None = None  # set by guest_memfd: PG_hwpoison of each GFN's page
         self.punch_holes: tuple[PunchHole, ...] = ()  # set by guest_memfd: the punch-holes it may make
         self.inplace = conversion == IN_PLACE  # attributes.conversion
         self.direct, self.mirror = kvm.direct, kvm.mirror
@@ -264,7 +268,7 @@ class SetMemoryAttributes:
 
     def zapping(self) -> z3.BoolRef:
         """The ioctl thread holds mmu_lock for write across steps (a TDX tear-down)."""
-        return z3.Or(*[self.step.var == IOCTL_STEP.code(s) for s in ZAP_STEPS])
+        return self.at(*self.zap_after)
 
     def holds_zap_lock(self) -> z3.BoolRef:
         """The thread holds mmu_lock for write in a zap (not yielded)."""
@@ -273,16 +277,19 @@ class SetMemoryAttributes:
         dropped = z3.Or(self.zap_yielded.var == ZAP_YIELD.YIELDED, self.zap_yielded.var == ZAP_YIELD.QUEUED)
         return z3.And(self.zapping(), z3.Not(dropped))
 
-    def discards(self) -> z3.BoolRef:
-        """The zap is one userspace asked for on its range (a conversion or a punch-hole,
-        not a memslot update), so the guest's data there is meant to go."""
-        return self.step.var != IOCTL_STEP.SLOT_ZAP
+    def discards(self, gfn: int) -> z3.BoolRef:
+        """The zap is one userspace asked for on gfn (a conversion or a punch-hole, not a
+        memslot update), or a memory failure of gfn's own page: the guest's data there is
+        meant to go."""
+        poisoned = self.poisoned[gfn].var if self.poisoned is not None else z3.BoolVal(False)
+        return z3.And(z3.Not(self.at("SLOT_ZAP")), z3.Or(z3.Not(self.at("ERROR_ZAP")), poisoned)
+                      if "ERROR_ZAP" in self.zap_after else z3.BoolVal(True))
 
     def after_zap(self) -> z3.ExprRef:
         """Where the ioctl thread goes when its tear-down finishes."""
-        out: z3.ExprRef = IOCTL_STEP.IDLE
-        for zap, then in AFTER_ZAP.items():
-            out = z3.If(self.step.var == IOCTL_STEP.code(zap), IOCTL_STEP.code(then), out)
+        out: z3.ExprRef = self.steps.IDLE
+        for zap, then in self.zap_after.items():
+            out = z3.If(self.at(zap), self.steps.code(then), out)
         return out
 
     def define(self, b: ModelBuilder) -> None:

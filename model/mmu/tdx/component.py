@@ -40,6 +40,9 @@ class TdxComponent(Component):
         Option("zap_yields", bool, False,
                "tdp_mmu_zap_leafs() may drop mmu_lock between SPTEs (tdp_mmu_iter_cond_resched()), "
                "letting faults and other lock holders run in the middle of a zap"),
+        Option("memory_failures", list, [],
+               "GFNs whose private page may take a memory failure (memory_failure() -> "
+               "kvm_gmem_error_folio()), each once"),
         Option("punch_hole_thread", bool, False,
                "fallocate(PUNCH_HOLE) runs on a thread of its own (under filemap_invalidate_lock), "
                "so its invalidation may overlap a KVM_SET_MEMORY_ATTRIBUTES conversion's (under slots_lock)"),
@@ -49,6 +52,7 @@ class TdxComponent(Component):
         self.sizes = sizes
         self.config = resolve(self.options, options)
         self.punch_holes = _punch_holes(self.config["punch_holes"], sizes)
+        self.memory_failures = _gfns(self.config["memory_failures"], "memory_failures", sizes)
         self.huge = False  # set by the huge-page component: 2M S-EPT leaves
 
     def configure(self, enabled: Mapping[str, Component]) -> None:
@@ -65,6 +69,8 @@ class TdxComponent(Component):
         attrs.extra_invalidations = self.config["max_punch_holes"]  # type: ignore[attr-defined]
         attrs.zap_yields = self.config["zap_yields"]  # type: ignore[attr-defined]
         attrs.other_threads += self.config["punch_hole_thread"]  # type: ignore[attr-defined]
+        attrs.memory_failures = bool(self.memory_failures) and not self.config["punch_hole_thread"]  # type: ignore[attr-defined]
+        attrs.extra_invalidations += len(self.memory_failures)  # type: ignore[attr-defined]
 
     def declare(self, b: ModelBuilder, deps: Mapping[str, Component]) -> None:
         attrs = deps["attributes"]
@@ -73,7 +79,10 @@ class TdxComponent(Component):
         sizes = self.sizes
         self.sept = ExternalSept(b, sizes, self.huge)
         self.gmem = GuestMemfd(b, sizes, self.punch_holes, self.config["max_punch_holes"],
-                               pins=self.variant.is_("pinning", "get_page-until-remove"))
+                               pins=self.variant.is_("pinning", "get_page-until-remove"),
+                               memory_failures=self.memory_failures)
+        if self.memory_failures:
+            self.fault.refine.private_hwpoison = self.gmem.poisoned
         self.fault.refine.gmem_get_pfn = self.gmem.get_pfn
         self.mirror_fault = MirrorFault(b, self.fault, kvm.mirror, self.sept, self.gmem, self.variant["walk"])
         self.central = CentralPropagation(self.mirror_fault, self.sept, self.gmem) \
@@ -102,7 +111,7 @@ class TdxComponent(Component):
         for refused, problem in why:
             if refused:
                 raise OptionError("tdx.punch_hole_thread", problem, "false here")
-        thread = FallocateThread(b, self.sizes, self.kvm.lock)
+        thread = FallocateThread(b, self.sizes, self.kvm.lock, bool(self.memory_failures))
         self.teardown.add_thread(thread)
         self.ioctl.other_invalidators.append(thread.busy())
         return thread
@@ -135,3 +144,13 @@ def _punch_holes(entries: list[Any], sizes: Sizes) -> list[PunchHole]:
                               f"0 <= start < end <= {n}")
         out.append(PunchHole(start, end))
     return out
+
+
+def _gfns(entries: list[Any], key: str, sizes: Sizes) -> tuple[int, ...]:
+    n = sizes.gfns
+    for i, g in enumerate(entries):
+        if not isinstance(g, int) or isinstance(g, bool) or not 0 <= g < n:
+            raise OptionError(f"{key}[{i}]", f"{shown(g)} is not a GFN", f"0 <= GFN < {n}")
+    if len(set(entries)) != len(entries):
+        raise OptionError(key, "a GFN is listed twice", "each GFN once")
+    return tuple(entries)

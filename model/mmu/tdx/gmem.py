@@ -45,47 +45,58 @@ FALLOCATE_STEP = EnumDomain("fallocate_step", ["IDLE", "PUNCH_ZAP", "TRUNCATE", 
 
 
 class FallocateThread:
-    """Option [tdx] punch_hole_thread: fallocate(PUNCH_HOLE) on a thread of its own. It holds
-    guest_memfd's filemap_invalidate_lock, which KVM_SET_MEMORY_ATTRIBUTES (under slots_lock)
-    does not take, so its invalidation may overlap a conversion's."""
+    """Option [tdx] punch_hole_thread: guest_memfd's invalidations (fallocate(PUNCH_HOLE),
+    and memory failures) on a thread of their own. It holds guest_memfd's
+    filemap_invalidate_lock, which KVM_SET_MEMORY_ATTRIBUTES (under slots_lock) does not
+    take, so its invalidation may overlap a conversion's."""
 
     actor = "fallocate"
-    zap_after: Mapping[str, str] = MappingProxyType({"PUNCH_ZAP": "TRUNCATE"})
-    steps = FALLOCATE_STEP
 
-    def __init__(self, b: ModelBuilder, sizes: Sizes, lock: MmuLock) -> None:
+    def __init__(self, b: ModelBuilder, sizes: Sizes, lock: MmuLock, memory_failures: bool) -> None:
         n = sizes.gfns
         names = {g: f"g{g}" for g in range(n + 1)}
-        self.step: Field = b.field("fallocate.step", FALLOCATE_STEP, "IDLE", "where the fallocate() thread is")
+        extra = ["ERROR_ZAP"] if memory_failures else []
+        self.steps = EnumDomain("fallocate_step", [*FALLOCATE_STEP.members, *extra])
+        self.zap_after: Mapping[str, str] = MappingProxyType(
+            {"PUNCH_ZAP": "TRUNCATE", **({"ERROR_ZAP": "GMEM_END"} if memory_failures else {})})
+        self.poisoned: Family | None = None  # set by guest_memfd
+        self.step: Field = b.field("fallocate.step", self.steps, "IDLE", "where the fallocate() thread is")
         self.start: Field = b.field("fallocate.start", IntDomain(0, n, names), 0, "the hole's start")
         self.end: Field = b.field("fallocate.end", IntDomain(0, n, names), 0, "the hole's end")
         lock.add_writer(self.zapping())
         lock.add_waiter(self.at("GMEM_END"))
 
     def at(self, *steps: str) -> z3.BoolRef:
-        return z3.Or(*[self.step.var == FALLOCATE_STEP.code(s) for s in steps])
+        return z3.Or(*[self.step.var == self.steps.code(s) for s in steps])
 
     def zapping(self) -> z3.BoolRef:
-        return self.at("PUNCH_ZAP")
+        return self.at(*self.zap_after)
 
     def after_zap(self) -> z3.ExprRef:
-        return FALLOCATE_STEP.TRUNCATE
+        out: z3.ExprRef = self.steps.IDLE
+        for zap, then in self.zap_after.items():
+            out = z3.If(self.at(zap), self.steps.code(then), out)
+        return out
 
-    def discards(self) -> z3.BoolRef:
-        return z3.BoolVal(True)
+    def discards(self, gfn: int) -> z3.BoolRef:
+        """A punch-hole's data is meant to go; a memory failure's only at the poisoned page."""
+        if self.poisoned is None:
+            return z3.BoolVal(True)
+        return z3.Or(z3.Not(self.at("ERROR_ZAP")), self.poisoned[gfn].var)
 
     def busy(self) -> z3.BoolRef:
         """Between its kvm_gmem_invalidate_begin() and _end()."""
         return z3.Not(self.at("IDLE"))
 
     def idle(self) -> dict[Field, object]:
-        return {self.step: FALLOCATE_STEP.IDLE, self.start: 0, self.end: 0}
+        return {self.step: self.steps.IDLE, self.start: 0, self.end: 0}
 
 
 class GuestMemfd:
     def __init__(self, b: ModelBuilder, sizes: Sizes, punch_holes: Sequence[PunchHole],
-                 max_punch_holes: int, pins: bool) -> None:
+                 max_punch_holes: int, pins: bool, memory_failures: Sequence[int] = ()) -> None:
         self.sizes = sizes
+        self.memory_failures = tuple(memory_failures)
         # set by the huge-page component: kvm_gmem_punch_hole() invalidates the whole huge
         # pages at the ends of the range (variant tdx_huge.punch_hole_range), not exactly it
         self.widen = False
@@ -108,6 +119,10 @@ class GuestMemfd:
             "gmem.punch_holes", IntDomain(0, max_punch_holes), 0,
             "fallocate(PUNCH_HOLE) calls made so far (bounded by the scenario)",
         )
+        self.hwpoison: Family | None = None
+        if self.memory_failures:
+            self.hwpoison = b.family("gmem_hwpoison", sizes.gfn_labels(), BOOL, False,
+                                     "memory_failure() marked the GFN's private page PG_hwpoison")
 
     def pin(self, gfn: int) -> dict[Field, object]:
         """get_page() before TDH.MEM.PAGE.AUG (nothing without pins)."""
@@ -137,12 +152,21 @@ class GuestMemfd:
         runs the punch-holes: the ioctl thread, or a fallocate() thread of their own."""
         self.ioctl, self.inval, self.lock, self.teardown, self.thread = ioctl, inval, lock, teardown, thread
         ioctl.punch_holes = self.punch_holes
+        thread.poisoned = self.hwpoison
 
     def ended(self) -> z3.ArithRef:
-        """The punch-holes that have ended their invalidation (mmu_invalidate_seq bumps)."""
+        """The punch-holes and memory failures that have ended their invalidation
+        (mmu_invalidate_seq bumps)."""
+        started: z3.ArithRef = self.punched.var
+        if self.hwpoison is not None:
+            started = started + z3.Sum(*[z3.If(self.hwpoison[g].var, 1, 0) for g in self.memory_failures])
         if isinstance(self.thread, FallocateThread):
-            return self.punched.var - z3.If(self.thread.busy(), 1, 0)
-        return self.punched.var  # the ioctl thread is idle when it starts a conversion
+            return started - z3.If(self.thread.busy(), 1, 0)
+        return started  # the ioctl thread is idle when it starts a conversion
+
+    def poisoned(self, gfn: int) -> z3.BoolRef:
+        """kvm_gmem_get_pfn() returns -EHWPOISON for the GFN's page."""
+        return self.hwpoison[gfn].var if self.hwpoison is not None else z3.BoolVal(False)
 
     def _invalidated(self, hole: PunchHole) -> tuple[int, int]:
         """The range kvm_gmem_invalidate_begin() adds: the hole, or with `widen` the huge
@@ -160,6 +184,8 @@ class GuestMemfd:
                 b.action(self.kvm_gmem_zap, actor, hole=p)
         b.action(self.truncate_inode_pages_range, actor)
         b.action(self.kvm_gmem_invalidate_end, actor)
+        for g in self.memory_failures:
+            b.action(self.kvm_gmem_error_folio, actor, gfn=g)
 
     @kernel("kvm_gmem_punch_hole")
     def kvm_gmem_punch_hole(self, hole: PunchHole) -> Step:
@@ -198,6 +224,38 @@ class GuestMemfd:
         guard = z3.And(self.ioctl.at_operation(hole, "CONVERT"), self.lock.write_lockable())
         return Step(f"kvm_gmem_zap({hole.text()}): kvm_mmu_unmap_gfn_range()", guard,
                     self.teardown(hole.start, hole.end, "PUNCH_ZAP"))
+
+    @kernel("kvm_gmem_error_folio")
+    def kvm_gmem_error_folio(self, gfn: int) -> Step:
+        """memory_failure() on the GFN's private page -> kvm_gmem_error_folio(): the page is
+        PG_hwpoison; filemap_invalidate_lock_shared(), kvm_gmem_invalidate_begin() of the
+        whole folio (start = folio->index, end = start + folio_nr_pages(folio)), which zaps
+        its private mappings; no truncation ("what action is taken in response to the error
+        is userspace's decision"); then kvm_gmem_invalidate_end() (MF_DELAYED). The folio is
+        order 0 in mainline and the in-place series (which zaps the shared mappings too); a
+        2M one where the huge-page series map 2M leaves. It runs on the thread of the
+        punch-holes, whose filemap_invalidate_lock for write excludes it. Left out: the
+        shared lock's concurrency with faults (the thread's invalidation stands for it),
+        the host's own mappings, the SIGBUS to userspace."""
+        t, p = self.thread, self.sizes.pages_per_huge
+        assert self.hwpoison is not None
+        base = gfn - gfn % p
+        start: z3.ArithRef | int = gfn
+        end: z3.ArithRef | int = gfn + 1
+        if self.split_folios and not self.ioctl.inplace:  # the huge-page series: maybe a 2M folio
+            huge = self.ioctl.attrs.gmem_level[self.sizes.region_of(gfn)].var == LEVEL.PG_LEVEL_2M
+            start, end = z3.If(huge, base, gfn), z3.If(huge, base + p, gfn + 1)
+        guard = z3.And(t.at("IDLE"), z3.Not(self.hwpoison[gfn].var), self.page[gfn].var == PAGE.ALLOCATED,
+                       self.lock.write_lockable())
+        effect: dict[Field, object] = {
+            self.hwpoison[gfn]: True,
+            **self.inval.begin_with_range(start, end),
+            t.start: start, t.end: end,
+            # in-place conversion: the file holds both kinds, so both are zapped (e088c7f86bef)
+            **(self.ioctl.direct.zap_leafs(gfn, gfn + 1) if self.ioctl.inplace else {}),
+            **self.teardown(start, end, "ERROR_ZAP"),  # type: ignore[arg-type]
+        }
+        return Step(f"memory_failure(g{gfn}): kvm_gmem_error_folio(): kvm_gmem_invalidate_begin(folio)", guard, effect)
 
     @kernel("truncate_inode_pages_range")
     def truncate_inode_pages_range(self) -> Step:

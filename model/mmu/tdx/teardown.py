@@ -376,7 +376,7 @@ class SeptTeardown:
     def discard(self, gfn: int) -> dict[Field, object]:
         """The guest's view of gfn after its page is removed, if userspace asked for it: the
         zapping thread's zap is a conversion or a punch-hole whose range holds gfn."""
-        inside = z3.Or(*[z3.And(t.zapping(), t.discards(), t.start.var <= gfn, t.end.var > gfn)
+        inside = z3.Or(*[z3.And(t.zapping(), t.discards(gfn), t.start.var <= gfn, t.end.var > gfn)
                          for t in self.zappers()])
         return {f: z3.If(inside, value, f.var) for f, value in self.sept.td.discard(gfn).items()}  # type: ignore[misc]
 
