@@ -95,10 +95,10 @@ class AttributesComponent(Component):
             self.notifier = MmuNotifier(b, self.kvm, self.config["mmu_notifiers"])
         self.ioctl = SetMemoryAttributes(b, self.kvm, self.conversions, self.config["max_conversions"],
                                          self.conversion_hook, self.variant["conversion"],
-                                         self.config["host_pins"],
-                                         [self.notifier.active()] if self.notifier else [], self.zap_yields,
+                                         self.config["host_pins"], self.zap_yields,
                                          self.punch_hole_hook, self.memory_failures)
         if self.notifier is not None:
+            self.ioctl.other_invalidators.append(self.notifier.active())
             self.ioctl.ended_elsewhere.append(self.notifier.ended())
         if self.ioctl.inplace:  # every fault gets its pfn from guest_memfd, under its invalidate lock
             self.fault_refinement.all_from_gmem = True

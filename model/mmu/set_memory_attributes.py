@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import z3
 
@@ -106,9 +105,10 @@ GMEM_LOCKED = ("CONVERT_ZAP", "STORE", "POST", "PUNCH_ZAP", "TRUNCATE", "GMEM_EN
 MirrorTeardown = Callable[[int, int, str], dict[Field, object]]
 
 
-class ZapThread(Protocol):
+class ZapThread:
     """A thread that holds mmu_lock for write while the TDX tear-down runs for it: the ioctl
-    thread, or a fallocate() thread of its own for punch-holes."""
+    thread, or a fallocate() thread of its own for guest_memfd's invalidations. A subclass
+    declares its fields and its zap steps; the step arithmetic is this class's."""
 
     actor: str
     step: Field
@@ -116,16 +116,33 @@ class ZapThread(Protocol):
     start: Field
     end: Field
     zap_after: Mapping[str, str]  # its zap steps, each with the step that follows it
+    poisoned: Family | None = None  # set by guest_memfd: PG_hwpoison of each GFN's page
 
-    def at(self, *steps: str) -> z3.BoolRef: ...
+    def at(self, *steps: str) -> z3.BoolRef:
+        """The thread is at one of `steps`."""
+        return z3.Or(*[self.step.var == self.steps.code(s) for s in steps])
 
-    def zapping(self) -> z3.BoolRef: ...
+    def zapping(self) -> z3.BoolRef:
+        """The thread holds mmu_lock for write across steps (a TDX tear-down)."""
+        return self.at(*self.zap_after)
 
-    def after_zap(self) -> z3.ExprRef: ...
+    def after_zap(self) -> z3.ExprRef:
+        """Where the thread goes when its tear-down finishes."""
+        out: z3.ExprRef = self.steps.IDLE
+        for zap, then in self.zap_after.items():
+            out = z3.If(self.at(zap), self.steps.code(then), out)
+        return out
 
-    def discards(self, gfn: int) -> z3.BoolRef: ...
+    def discards(self, gfn: int) -> z3.BoolRef:
+        """The guest's data at gfn is meant to go when the thread's zap removes it: a
+        memory failure's zap only discards the poisoned page."""
+        if "ERROR_ZAP" not in self.zap_after:
+            return z3.BoolVal(True)
+        assert self.poisoned is not None
+        return z3.Or(z3.Not(self.at("ERROR_ZAP")), self.poisoned[gfn].var)
 
-    def idle(self) -> dict[Field, object]: ...
+    def idle(self) -> dict[Field, object]:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -155,14 +172,14 @@ class PunchHole:
 Operation = Conversion | PunchHole
 
 
-class SetMemoryAttributes:
+class SetMemoryAttributes(ZapThread):
     # set by a component that owns the mirror's external page table, before define()
     mirror_teardown: MirrorTeardown | None = None
     actor = ACTOR
 
     def __init__(self, b: ModelBuilder, kvm: Kvm, conversions: Sequence[Conversion], max_conversions: int,
                  hook: str | None = None, conversion: str = PER_VM, host_pins: int = 0,
-                 other_invalidators: Sequence[z3.BoolRef] = (), zap_yields: bool = False,
+                 zap_yields: bool = False,
                  punch_hole_hook: bool = False, memory_failures: bool = False) -> None:
         self.sizes, self.attrs, self.inval, self.lock = kvm.sizes, kvm.attrs, kvm.inval, kvm.lock
         assert hook is None or hook in PLACEMENTS
@@ -174,7 +191,6 @@ class SetMemoryAttributes:
         if memory_failures:  # it runs guest_memfd's memory failures too: a zap, then the end
             self.steps = EnumDomain("ioctl_step", [*self.steps.members, "ERROR_ZAP"])
             self.zap_after["ERROR_ZAP"] = "GMEM_END"
-        self.poisoned: Family | None = None  # set by guest_memfd: PG_hwpoison of each GFN's page
         self.punch_holes: tuple[PunchHole, ...] = ()  # set by guest_memfd: the punch-holes it may make
         self.inplace = conversion == IN_PLACE  # attributes.conversion
         self.direct, self.mirror = kvm.direct, kvm.mirror
@@ -242,8 +258,8 @@ class SetMemoryAttributes:
         ) if not self.inplace else False
         self.quiet = quiet
         # the other threads whose invalidations may be in progress with this one's (an
-        # mmu_notifier, a fallocate() thread): added to until define()
-        self.other_invalidators = list(other_invalidators)
+        # mmu_notifier, a fallocate() thread), one term each: added to until define()
+        self.other_invalidators: list[z3.BoolRef] = []
 
     def track_invalidations(self, b: ModelBuilder) -> None:
         """The fact that ties mmu_invalidate_in_progress to the threads in their
@@ -257,18 +273,10 @@ class SetMemoryAttributes:
             "end (the ioctl thread, and the mmu_notifier and the fallocate() thread if the "
             "scenario has them), and seq + in_progress never exceeds the scenario's bound",
             z3.And(
-                counted if self.other_invalidators else (inval.in_progress.var == 1) == z3.Not(self.quiet),
+                counted,
                 inval.seq.var + inval.in_progress.var <= inval.max_invalidations,
             ),
         )
-
-    def at(self, *steps: str) -> z3.BoolRef:
-        """The thread is at one of `steps`."""
-        return z3.Or(*[self.step.var == self.steps.code(s) for s in steps])
-
-    def zapping(self) -> z3.BoolRef:
-        """The ioctl thread holds mmu_lock for write across steps (a TDX tear-down)."""
-        return self.at(*self.zap_after)
 
     def holds_zap_lock(self) -> z3.BoolRef:
         """The thread holds mmu_lock for write in a zap (not yielded)."""
@@ -278,19 +286,9 @@ class SetMemoryAttributes:
         return z3.And(self.zapping(), z3.Not(dropped))
 
     def discards(self, gfn: int) -> z3.BoolRef:
-        """The zap is one userspace asked for on gfn (a conversion or a punch-hole, not a
-        memslot update), or a memory failure of gfn's own page: the guest's data there is
-        meant to go."""
-        poisoned = self.poisoned[gfn].var if self.poisoned is not None else z3.BoolVal(False)
-        return z3.And(z3.Not(self.at("SLOT_ZAP")), z3.Or(z3.Not(self.at("ERROR_ZAP")), poisoned)
-                      if "ERROR_ZAP" in self.zap_after else z3.BoolVal(True))
-
-    def after_zap(self) -> z3.ExprRef:
-        """Where the ioctl thread goes when its tear-down finishes."""
-        out: z3.ExprRef = self.steps.IDLE
-        for zap, then in self.zap_after.items():
-            out = z3.If(self.at(zap), self.steps.code(then), out)
-        return out
+        """A conversion's or a punch-hole's zap is one userspace asked for, a memslot
+        update's is not; a memory failure's discards only the poisoned page."""
+        return z3.And(z3.Not(self.at("SLOT_ZAP")), super().discards(gfn))
 
     def define(self, b: ModelBuilder) -> None:
         start = self.kvm_gmem_set_attributes if self.inplace else self.kvm_pre_set_memory_attributes

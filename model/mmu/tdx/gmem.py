@@ -1,7 +1,9 @@
-"""guest_memfd pages of a TD, their TDX pins, and fallocate(PUNCH_HOLE).
+"""guest_memfd pages of a TD, their TDX pins, fallocate(PUNCH_HOLE) and memory failure.
 
 Kernel: virt/kvm/guest_memfd.c (kvm_gmem_get_pfn, kvm_gmem_punch_hole,
-kvm_gmem_invalidate_begin/_end). Variant `tdx.pinning`: up to 6.18 TDX pins the page in
+kvm_gmem_error_folio, kvm_gmem_invalidate_begin/_end). Both invalidations run on one
+thread: the ioctl thread, or with option [tdx] punch_hole_thread a fallocate() thread of
+their own (FallocateThread), whose invalidation overlaps a per-VM conversion's. Variant `tdx.pinning`: up to 6.18 TDX pins the page in
 tdx_sept_set_private_spte() (get_page) and drops the pin in tdx_unpin() after
 TDH.MEM.PAGE.REMOVE; since 6.19 (ce7b5695397b) it takes no reference at all, so a
 truncation frees what guest_memfd frees, even a page a failed REMOVE left in the S-EPT
@@ -16,8 +18,7 @@ freed while still mapped is caught in the state where it is freed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from types import MappingProxyType
+from collections.abc import Sequence
 
 import z3
 
@@ -44,7 +45,7 @@ PINNING = Variant("pinning", "whether TDX holds a reference on a private page wh
 FALLOCATE_STEP = EnumDomain("fallocate_step", ["IDLE", "PUNCH_ZAP", "TRUNCATE", "GMEM_END"])
 
 
-class FallocateThread:
+class FallocateThread(ZapThread):
     """Option [tdx] punch_hole_thread: guest_memfd's invalidations (fallocate(PUNCH_HOLE),
     and memory failures) on a thread of their own. It holds guest_memfd's
     filemap_invalidate_lock, which KVM_SET_MEMORY_ATTRIBUTES (under slots_lock) does not
@@ -57,32 +58,12 @@ class FallocateThread:
         names = {g: f"g{g}" for g in range(n + 1)}
         extra = ["ERROR_ZAP"] if memory_failures else []
         self.steps = EnumDomain("fallocate_step", [*FALLOCATE_STEP.members, *extra])
-        self.zap_after: Mapping[str, str] = MappingProxyType(
-            {"PUNCH_ZAP": "TRUNCATE", **({"ERROR_ZAP": "GMEM_END"} if memory_failures else {})})
-        self.poisoned: Family | None = None  # set by guest_memfd
-        self.step: Field = b.field("fallocate.step", self.steps, "IDLE", "where the fallocate() thread is")
-        self.start: Field = b.field("fallocate.start", IntDomain(0, n, names), 0, "the hole's start")
-        self.end: Field = b.field("fallocate.end", IntDomain(0, n, names), 0, "the hole's end")
+        self.zap_after = {"PUNCH_ZAP": "TRUNCATE", **({"ERROR_ZAP": "GMEM_END"} if memory_failures else {})}
+        self.step = b.field("fallocate.step", self.steps, "IDLE", "where the fallocate() thread is")
+        self.start = b.field("fallocate.start", IntDomain(0, n, names), 0, "the hole's start")
+        self.end = b.field("fallocate.end", IntDomain(0, n, names), 0, "the hole's end")
         lock.add_writer(self.zapping())
         lock.add_waiter(self.at("GMEM_END"))
-
-    def at(self, *steps: str) -> z3.BoolRef:
-        return z3.Or(*[self.step.var == self.steps.code(s) for s in steps])
-
-    def zapping(self) -> z3.BoolRef:
-        return self.at(*self.zap_after)
-
-    def after_zap(self) -> z3.ExprRef:
-        out: z3.ExprRef = self.steps.IDLE
-        for zap, then in self.zap_after.items():
-            out = z3.If(self.at(zap), self.steps.code(then), out)
-        return out
-
-    def discards(self, gfn: int) -> z3.BoolRef:
-        """A punch-hole's data is meant to go; a memory failure's only at the poisoned page."""
-        if self.poisoned is None:
-            return z3.BoolVal(True)
-        return z3.Or(z3.Not(self.at("ERROR_ZAP")), self.poisoned[gfn].var)
 
     def busy(self) -> z3.BoolRef:
         """Between its kvm_gmem_invalidate_begin() and _end()."""
@@ -193,9 +174,9 @@ class GuestMemfd:
         under mmu_lock for write, kvm_mmu_invalidate_begin(), then kvm_mmu_unmap_gfn_range()
         (range add, then zap with KVM_FILTER_PRIVATE: the mirror leaves of the range go
         through the TDX tear-down; with in-place conversion, KVM_FILTER_SHARED too, the
-        direct root's leaves). Left out: several bindings of the file; filemap_invalidate_lock
-        is the ioctl thread's (it does one thing at a time), which faults wait for only with
-        in-place conversion."""
+        direct root's leaves). It runs on the thread that holds filemap_invalidate_lock (the
+        ioctl thread, or the fallocate() thread), which faults wait for only with in-place
+        conversion. Left out: several bindings of the file."""
         io, t = self.ioctl, self.thread
         guard = z3.And(
             t.at("IDLE"),
@@ -281,8 +262,8 @@ class GuestMemfd:
 
     @kernel("kvm_gmem_invalidate_end")
     def kvm_gmem_invalidate_end(self) -> Step:
-        """kvm_gmem_punch_hole() -> kvm_gmem_invalidate_end(): kvm_mmu_invalidate_end()
-        under mmu_lock for write (seq++, in_progress--)."""
+        """kvm_gmem_punch_hole() or kvm_gmem_error_folio() -> kvm_gmem_invalidate_end():
+        kvm_mmu_invalidate_end() under mmu_lock for write (seq++, in_progress--)."""
         t = self.thread
         guard = z3.And(t.at("GMEM_END"), self.lock.write_lockable())
         return Step("kvm_gmem_invalidate_end()", guard, {**self.inval.end(), **t.idle()})

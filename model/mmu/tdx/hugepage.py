@@ -156,7 +156,6 @@ class HugeMirror:
         self.handler = variant["accept_handler"]  # the names the steps print
         self.split_api = SPLIT_API[self.handler]
         in_zap = variant.is_("conversion_split", "kvm_split_cross_boundary_leafs")
-        punch = variant["punch_hole_split"]
         self.fault, self.mf, self.sept, self.z = tdx.fault, tdx.mirror_fault, tdx.sept, tdx.teardown
         self.mirror, self.gmem, self.lock = tdx.kvm.mirror, tdx.gmem, tdx.kvm.lock
         self.attrs = tdx.kvm.attrs
@@ -224,10 +223,10 @@ class HugeMirror:
         self.lock.add_writer(z3.Or(*[self._in(v, "SPLIT", "MERGE") for v in range(sizes.vcpus)]))
         self.lock.add_waiter(z3.Or(*[self._in(v, *WAITS_FOR_WRITE_LOCK) for v in range(sizes.vcpus)]))
         split_in = {"CONVERT_ZAP", "SLOT_ZAP"} if in_zap else set()
-        if punch == "kvm_split_cross_boundary_leafs":
+        if variant.is_("punch_hole_split", "kvm_split_cross_boundary_leafs"):
             split_in.add("PUNCH_ZAP")
         self.z.split_in = tuple(s for s in ZAP_STEPS if s in split_in) if self.split_guard else ()
-        hooked = not in_zap or punch == PUNCH_HOOK
+        hooked = not in_zap or variant.is_("punch_hole_split", PUNCH_HOOK)
         self.hook = GmemConvertHook(tdx.ioctl, self.z, bool(self.split_guard)) if hooked else None
         tdx.gmem.widen = variant.is_("punch_hole_range", "huge_pages")
         tdx.gmem.split_folios = True
