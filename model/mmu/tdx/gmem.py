@@ -3,10 +3,12 @@
 Kernel: virt/kvm/guest_memfd.c (kvm_gmem_get_pfn, kvm_gmem_punch_hole,
 kvm_gmem_error_folio, kvm_gmem_invalidate_begin/_end). Both invalidations run on one
 thread: the ioctl thread, or with option [tdx] punch_hole_thread a fallocate() thread of
-their own (FallocateThread), whose invalidation overlaps a per-VM conversion's. Variant `tdx.pinning`: up to 6.18 TDX pins the page in
-tdx_sept_set_private_spte() (get_page) and drops the pin in tdx_unpin() after
-TDH.MEM.PAGE.REMOVE; since 6.19 (ce7b5695397b) it takes no reference at all, so a
-truncation frees what guest_memfd frees, even a page a failed REMOVE left in the S-EPT
+their own (FallocateThread), whose invalidation overlaps a per-VM conversion's.
+
+Variant `tdx.pinning`: up to 6.18 TDX pins the page in tdx_sept_set_private_spte()
+(get_page) and drops the pin in tdx_unpin() after TDH.MEM.PAGE.REMOVE; since 6.19
+(ce7b5695397b) it takes no reference at all, so a truncation frees what guest_memfd
+frees, even a page a failed REMOVE left in the S-EPT
 (the commit accepts that once the VM is bugged).
 
 Abstractions: each GFN has one private page. truncate_inode_pages_range() frees a page
