@@ -96,7 +96,7 @@ def differences(a: Side, b: Side) -> list[tuple[str, Kind, Verdict, Verdict]]:
 
 def table(a: Side, b: Side, rows: list[tuple[str, Kind, Verdict, Verdict]]) -> list[str]:
     """The differing verdicts side by side, under each profile's name."""
-    head = ("property", "kind", a.spec.profile.name, b.spec.profile.name)
+    head = ("property", "kind", a.spec.label, b.spec.label)
     body = [(n, k.value, va.text(), vb.text()) for n, k, va, vb in rows]
     widths = [max(len(r[i]) for r in [head, *body]) for i in range(3)]
     return ["  " + "  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3]

@@ -22,10 +22,11 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import NoReturn
 
-from invariants import CATALOGUE, Bound, Kind, applicable
+from invariants import Bound, Kind, applicable
 from model.lang import Model, ModelError, SolverUnknown
+from model.mmu import profiles
 
-from . import export, interrupts, report
+from . import coverage, diffparse, export, interrupts, models, patchmap, report, specindex
 from .against import Side, differences, run_side, table
 from .budget import Budget, Deadline, valid_time_limit
 from .compile import Compiled, CompileError, compile_model
@@ -49,7 +50,8 @@ from .errors import (
 )
 from .explicit import ExplicitSearch, SearchResult
 from .export import explore_around
-from .files import check_output_dir
+from .extensions import load as load_extension
+from .files import check_output_dir, read_text, write_all
 from .meter import Meter, peak_rss_bytes, size_text
 from .progress import Lasso, find_lassos
 from .replay import load_document, replay_document, report_lines, scenario_spec
@@ -92,6 +94,10 @@ def main(argv: Sequence[str] | None = None, started: float | None = None) -> int
             return list_command(args[1:])
         if args and args[0] == "replay":
             return replay_command(args[1:])
+        if args and args[0] == "map":
+            return map_command(args[1:])
+        if args and args[0] == "index":
+            return index_command(args[1:])
         return check_command(args, started)
     except BaseException as e:  # the one place an exception becomes an exit code
         return _exit_code(e, debug)
@@ -208,7 +214,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m checker",
         description="Explore every interleaving of a small KVM MMU scenario and check its "
         "invariants. Subcommands: `list` (specs, components, guards, invariants, actions), "
-        "`replay FILE.json` (does a saved counterexample still reproduce?).",
+        "`replay FILE.json` (does a saved counterexample still reproduce?), `map PATCH` (what of the "
+        "model a kernel patch touches), `index` (rewrite the shipped specs' coverage index).",
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -216,6 +223,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", metavar="FILE|NAME",
                    help="scenario TOML, or a shipped spec's name (`list specs`); default: the embedded "
                    f"{DEFAULT_SPEC}")
+    p.add_argument("--model", metavar="FILE.py",
+                   help="check a model file instead of a spec: it defines build() -> Model and may define "
+                   "PROPERTIES, DEPTH and EXPECT (README: Write your own model)")
+    p.add_argument("--extension", action="append", default=[], metavar="FILE.py",
+                   help="load a patch extension (a Python file defining a model.lang.Extension) after the "
+                        "spec's own; repeatable")
+    p.add_argument("--without-extensions", action="store_true",
+                   help="load none of the spec's extensions: the scenario on the kernel without its patches")
     p.add_argument("--profile", type=_name, metavar="NAME|FILE",
                    help="check the scenario under this kernel profile instead of the spec's "
                    "(python -m checker list profiles)")
@@ -248,6 +263,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--check-deadlock", action="store_true", help="report states with no enabled action")
     p.add_argument("--witness", action="append", default=[], type=_name, metavar="NAME",
                    help="also print the shortest trace reaching this SOMETIMES witness")
+    p.add_argument("--coverage", action="store_true",
+                   help="after the run, print which actions the explored states enabled and which new "
+                   "states each produced, the actions never enabled, and the values each field reached; "
+                   "with --export DIR also write DIR/<spec>.coverage.json")
     p.add_argument("--timing", action="store_true",
                    help="print build, compile and search times, and the peak memory")
     p.add_argument("--debug", action="store_true", help="print the traceback of an internal error")
@@ -267,10 +286,13 @@ class Run:
     progress_checked: bool
 
 
-def load_spec(name: str | None, profile: str | None = None) -> Spec:
+def load_spec(name: str | None, profile: str | None = None, extensions: Sequence[str] = (),
+              without: bool = False) -> Spec:
     """The spec `--spec` names (a file or a shipped spec's bare name), or the default, under
-    `profile` (--profile) if given."""
+    `profile` (--profile) if given, with `extensions` (--extension) loaded after its own
+    (or, `without`, instead of them)."""
     spec = default_spec() if name is None else read(find(name))
+    spec = (spec.without_extensions() if without else spec).with_extensions(extensions)
     return spec.with_profile(profile) if profile is not None else spec
 
 
@@ -282,6 +304,8 @@ def check_command(argv: list[str], started: float | None = None) -> int:
     formats = _formats(args)
     guards = _guard_overrides(args.guard)
     out_dir = check_output_dir(args.export) if args.export is not None else None
+    if args.model is not None:
+        models.check_args(args)
     if args.spec is not None:
         find(args.spec)  # an empty name is a usage error before anything else
 
@@ -289,7 +313,8 @@ def check_command(argv: list[str], started: float | None = None) -> int:
         return against_command(args, budget, guards, formats, out_dir)
     with Deadline(budget) as deadline:
         deadline.phase("reading the spec")
-        spec = load_spec(args.spec, args.profile)
+        spec = models.load(args.model) if args.model is not None else \
+            load_spec(args.spec, args.profile, args.extension, args.without_extensions)
         deadline.phase("building the model")
         model = spec.build(guards)
         bounds = spec.bound_invariants(model, tuple(args.invariant) if args.invariant else None)
@@ -304,7 +329,7 @@ def check_command(argv: list[str], started: float | None = None) -> int:
         deadline.phase("searching")
         with Meter(spec.name, budget) as meter:
             search = ExplicitSearch(compiled, bounds, budget, args.check_deadlock or spec.check_deadlock,
-                                    meter.tick, all_violations=args.all_violations)
+                                    meter.tick, all_violations=args.all_violations, coverage=args.coverage)
             result = search.run()
         progress_bounds = [b for b in bounds if b.kind is Kind.PROGRESS]
         checked = bool(progress_bounds) and result.complete and spec.check_progress
@@ -314,9 +339,9 @@ def check_command(argv: list[str], started: float | None = None) -> int:
         lassos = find_lassos(compiled, result, progress_bounds) if checked else []
         t4 = budget.elapsed()
         context = Context(spec.source if args.spec is None else args.spec, _reproduce(args), spec.name, spec.text,
-                          guards)
+                          guards, _carried(spec), spec.document() if isinstance(spec, models.ModelFile) else None)
         applies = (spec.expectation_applies and not args.ignore_expected and not args.guard and not args.invariant
-                   and not args.all_violations)
+                   and not args.all_violations and not args.extension and not args.without_extensions)
         run = Run(spec, model, bounds, result, compiled, context, applies, lassos, checked)
         _report(run, args, formats, out_dir, search, deadline, budget)
         if args.timing:
@@ -324,7 +349,12 @@ def check_command(argv: list[str], started: float | None = None) -> int:
             print(f"time: load+build={t1:.2f}s compile={t2 - t1:.2f}s search={result.seconds:.2f}s "
                   f"distinct_per_s={rate:.0f}" + (f" progress={t4 - t3:.2f}s" if checked else "")
                   + f" total={budget.elapsed():.2f}s peak_rss={size_text(peak_rss_bytes())}")
-        return _verdict(run)
+        code = _verdict(run)
+        if args.coverage and result.stop == "time-limit":
+            print("coverage: not computed: the time limit ran out in the search")
+        elif args.coverage:
+            _coverage(run, out_dir, deadline)
+        return code
 
 
 def against_command(args: argparse.Namespace, budget: Budget, guards: dict[str, bool], formats: list[str],
@@ -334,22 +364,26 @@ def against_command(args: argparse.Namespace, budget: Budget, guards: dict[str, 
     if args.all_violations or args.neighbourhood or args.witness:
         raise UsageError("--against compares every property already; --all-violations, --neighbourhood and "
                          "--witness do not apply")
+    if args.coverage:
+        raise UsageError("--coverage reports one search and --against runs two: run --coverage under each "
+                         "profile in turn (--profile NAME)")
     with Deadline(budget) as deadline:
         deadline.phase("reading the spec")
-        first = load_spec(args.spec, args.profile)
-        second = first.with_profile(args.against, "--against")
+        first = load_spec(args.spec, args.profile, args.extension, args.without_extensions)
+        # the extensions stand for a patch on the spec's kernel: the other side is without it
+        second = first.with_profile(args.against, "--against").without_extensions()
         budget.depth = args.depth if args.depth is not None else first.depth
         sides = []
         for spec in (first, second):
-            deadline.phase(f"checking under {spec.profile.name}")
+            deadline.phase(f"checking under {spec.label}")
             side = run_side(spec, guards, args.invariant, budget, args.check_deadlock or spec.check_deadlock)
             sides.append(side)
             r = side.result
-            print(f"{spec.profile.label}: {spec.profile.kernel}: distinct={r.distinct} depth={r.depth} "
+            print(f"{spec.label}: {spec.profile.kernel}: distinct={r.distinct} depth={r.depth} "
                   f"complete={'yes' if r.complete else 'no'}")
         a, b = sides
         rows = differences(a, b)
-        label = f"spec {printable(first.name)}: {a.spec.profile.name} against {b.spec.profile.name}"
+        label = f"spec {printable(first.name)}: {a.spec.label} against {b.spec.label}"
         if not rows:
             print(f"{label}: every verdict is the same ({len(a.verdicts)} properties)")
         else:
@@ -371,15 +405,18 @@ def _export_side(args: argparse.Namespace, side: Side, names: set[str], formats:
     """The counterexamples of one profile's run for the properties whose verdicts differ,
     as DIR/<spec>@<profile>.<property>.<ext>."""
     spec, profile = side.spec, side.spec.profile.name
-    under = argparse.Namespace(**{**vars(args), "profile": profile})
+    patched = bool(spec.extensions)
+    under = argparse.Namespace(**{**vars(args), "profile": profile, "extension": args.extension if patched else [],
+                                  "without_extensions": args.without_extensions or not patched})
     found = [(h.bound, rebuild(side.compiled, side.result, h.depth, h.index), None) for h in side.result.violations
              if h.bound.name in names]
     found += [(lasso.bound, rebuild_lasso(side.compiled, lasso), lasso) for lasso in side.lassos
               if lasso.bound.name in names]
     for bound, trace, lasso in found:
         context = Context(spec.source if args.spec is None else args.spec, _reproduce(under, bound.name),
-                          spec.name, spec.text, guards)
-        _export(args, out_dir, formats, f"{spec.name}@{profile}.{bound.name}", side.compiled, trace, bound,
+                          spec.name, spec.text, guards, _carried(spec))
+        side_name = profile + "".join(f"+{c.name}" for c in spec.extension_classes)
+        _export(args, out_dir, formats, f"{spec.name}@{side_name}.{bound.name}", side.compiled, trace, bound,
                 context, deadline, budget, lasso)
 
 
@@ -387,7 +424,8 @@ def _report(run: Run, args: argparse.Namespace, formats: list[str], out_dir: Pat
             search: ExplicitSearch, deadline: Deadline, budget: Budget) -> None:
     """Everything the run prints after the search, and its exports."""
     spec, model, result, compiled, context = run.spec, run.model, run.result, run.compiled, run.context
-    print(f"spec: {printable(spec.name)} (profile: {printable(spec.profile.label)}; components: "
+    print(spec.header(model) if isinstance(spec, models.ModelFile) else
+          f"spec: {printable(spec.name)} (profile: {printable(spec.label)}; components: "
           f"{', '.join(model.parts)}; "
           f"guards off: {', '.join(model.guards_off()) or 'none'})")
     for hit in result.violations:
@@ -419,7 +457,8 @@ def _report(run: Run, args: argparse.Namespace, formats: list[str], out_dir: Pat
             _export(args, out_dir, formats, spec.name, compiled, trace, lasso.bound, context, deadline, budget,
                     lasso)
     elif not shown and out_dir is not None:
-        print("nothing to export: no counterexample")
+        print("no counterexample to export; only the coverage is written" if args.coverage
+              else "nothing to export: no counterexample")
     progress_bounds = [b for b in run.bounds if b.kind is Kind.PROGRESS]
     if progress_bounds and not run.progress_checked:
         why = "the spec says check_progress = false" if not run.spec.check_progress else "it needs a complete search"
@@ -434,6 +473,19 @@ def _report(run: Run, args: argparse.Namespace, formats: list[str], out_dir: Pat
         broken = ", ".join(f"{h.bound.name} ({h.depth} steps)" for h in result.violations) or "none"
         print(f"violated ({len(result.violations)} of {len(search.always)} invariants): {broken}")
     print(report.summary_line(result))
+
+
+def _coverage(run: Run, out_dir: Path | None, deadline: Deadline) -> None:
+    """--coverage: the coverage of the run's search, printed, and with --export written
+    as DIR/<spec>.coverage.json (whole or not at all)."""
+    deadline.phase("computing coverage")
+    cov = coverage.compute(run.result, run.model, run.spec.name)
+    print()
+    print("\n".join(cov.text_lines()))
+    if out_dir is not None:
+        deadline.phase("exporting coverage")
+        for path in write_all(out_dir, {f"{run.spec.name}.coverage.json": coverage.to_json(cov)}):
+            print(f"wrote {printable(str(path))}")
 
 
 def _formats(args: argparse.Namespace) -> list[str]:
@@ -499,8 +551,14 @@ def _reproduce(args: argparse.Namespace, invariant: str | None = None) -> tuple[
     parts = ["python", "-m", "checker"]
     if args.spec:
         parts += ["--spec", args.spec]
+    if args.model:
+        parts += ["--model", args.model]
     if args.profile:
         parts += ["--profile", args.profile]
+    if args.without_extensions:
+        parts += ["--without-extensions"]
+    for e in args.extension:
+        parts += ["--extension", e]
     for g in args.guard:
         parts += ["--guard", g]
     for i in [invariant] if invariant else args.invariant or []:
@@ -508,6 +566,11 @@ def _reproduce(args: argparse.Namespace, invariant: str | None = None) -> tuple[
     if args.depth is not None:
         parts += ["--depth", str(args.depth)]
     return tuple(parts)
+
+
+def _carried(spec: Spec) -> tuple[dict[str, str], ...]:
+    """The extensions a document carries, so that it replays without their files."""
+    return tuple(e.document() for e in spec.extensions)
 
 
 def _primary(run: Run):  # type: ignore[no-untyped-def]
@@ -631,18 +694,62 @@ def replay_command(argv: list[str]) -> int:
                    "saved in the file")
     p.add_argument("--guard", action="append", default=[], metavar="NAME=off|on",
                    help="switch a guard off or on (repeatable), e.g. the fix back on")
+    p.add_argument("--extension", action="append", default=[], metavar="FILE.py",
+                   help="replay against the scenario with this patch extension (repeatable) instead of the "
+                        "extensions the file carries: e.g. the patch with its fix")
     p.add_argument("--profile", type=_name, metavar="NAME|FILE",
                    help="replay against this kernel profile instead of the one the file was run with")
     p.add_argument("--debug", action="store_true", help="print the traceback of an internal error")
     args = p.parse_args(argv)
     guards = _guard_overrides(args.guard)
-    spec = load_spec(args.spec, args.profile) if args.spec is not None else None
+    spec = load_spec(args.spec, args.profile, args.extension) if args.spec is not None else None
     doc = load_document(args.file)
-    if spec is None and args.profile is not None:
-        spec = scenario_spec(doc, args.file, args.profile)
+    if spec is None and (args.profile is not None or args.extension):
+        spec = scenario_spec(doc, args.file, args.profile, args.extension or None)
     result = replay_document(doc, args.file, spec, guards)
     print("\n".join(report_lines(result, args.file)))
     return VIOLATION if result.reproduces else OK
+
+
+# -- map, index -----------------------------------------------------------------------
+
+
+def map_command(argv: list[str]) -> int:
+    p = _Parser(prog="python -m checker map",
+                description="Which model actions, guards, variants and shipped specs a kernel patch touches: "
+                "for each function its hunks change, what models it, or that nothing does. Exit 0 once the "
+                "patch is read; 2: bad file or usage.",
+                epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("patch", metavar="PATCH", help="a unified diff, or an mbox (git format-patch, b4 am)")
+    p.add_argument("--profile", type=_name, metavar="NAME|FILE",
+                   help=f"the kernel whose names the patch uses (default: {profiles.DEFAULT})")
+    p.add_argument("--extension", action="append", default=[], metavar="FILE.py",
+                   help="count the actions of this patch extension too (repeatable)")
+    p.add_argument("--index", metavar="FILE", help=f"the specs' coverage index (default: {specindex.INDEX})")
+    p.add_argument("--debug", action="store_true", help="print the traceback of an internal error")
+    args = p.parse_args(argv)
+    patches = diffparse.read(read_text(args.patch), args.patch)
+    profile = load_profile(args.profile or profiles.DEFAULT, "--profile", "--profile")
+    index = specindex.read(Path(args.index) if args.index else specindex.INDEX)
+    loaded = [load_extension(e, "--extension", None, "--extension", "--extension") for e in args.extension]
+    profile = profile.with_extensions([c for e in loaded for c in e.classes])  # their kernel map too
+    print("\n".join(patchmap.report(patchmap.find(patches, profile, index, loaded), profile, index)))
+    return OK
+
+
+def index_command(argv: list[str]) -> int:
+    p = _Parser(prog="python -m checker index",
+                description="Run shipped specs under their own profiles with coverage and write, for each, the "
+                f"action names its run enables into {specindex.INDEX} (what `map` reads; the spec tests check "
+                "it). Every spec by default: as long as the exhaustive runs (about 20 minutes, 12 GB).",
+                epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("names", nargs="*", metavar="NAME", help="only these shipped specs (the others' entries stay)")
+    p.add_argument("--debug", action="store_true", help="print the traceback of an internal error")
+    args = p.parse_args(argv)
+    paths = [find(n) for n in args.names] if args.names else sorted(SHIPPED.glob("*.toml"))
+    keep = specindex.read() if args.names and specindex.INDEX.is_file() else None
+    print(f"wrote {printable(str(specindex.write(paths, keep)))}")
+    return OK
 
 
 # -- list -----------------------------------------------------------------------------
@@ -659,6 +766,9 @@ def list_command(argv: list[str]) -> int:
     p.add_argument("--spec", metavar="FILE|NAME", help="the scenario whose model to list (default: embedded); "
                    "not for `list specs`")
     p.add_argument("--specs-dir", metavar="DIR", help=f"where `list specs` looks (default: {SHIPPED})")
+    p.add_argument("--extension", action="append", default=[], metavar="FILE.py",
+                   help="load a patch extension (a Python file defining a model.lang.Extension) after the "
+                        "spec's own; repeatable")
     p.add_argument("--profile", type=_name, metavar="NAME|FILE",
                    help="the kernel profile of the scenario's model (default: the spec's)")
     p.add_argument("--debug", action="store_true", help="print the traceback of an internal error")
@@ -684,14 +794,14 @@ def list_command(argv: list[str]) -> int:
             for o in cls.options:
                 print(f"  {o.name} = {o.default!r}: {o.doc}")
         return OK
-    spec = load_spec(args.spec, args.profile)
+    spec = load_spec(args.spec, args.profile, args.extension)
     model = spec.build()
     if args.what == "guards":
         for g in model.guards.values():
             state = "on" if g.enabled else "off"
             print(f"{g.name} ({g.component}, {state}): {g.summary} [{g.reference}]")
     elif args.what == "invariants":
-        for i in applicable(CATALOGUE, model):
+        for i in applicable(spec.catalogue, model):
             print(f"{i.name} ({i.kind.value}): {i.statement} [{i.reference}]")
         for f in model.facts:
             print(f"{f.name} (ALWAYS, model fact): {f.statement}")

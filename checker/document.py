@@ -23,7 +23,9 @@ from .text import shell_line
 from .trace import Trace, failing_part, holds
 
 FORMAT = "kvm-mmu-checker counterexample"
-SCHEMA_VERSION = 3  # 3: the scenario's profile, and where each step's function lives
+SCHEMA_VERSION = 4  # 3: the scenario's profile, and where each step's function lives; 4: extensions, model files
+# a document without either is written as version 3, which readers of 3 read unchanged
+WITHOUT_EXTENSIONS = 3
 
 
 @dataclass
@@ -35,6 +37,10 @@ class Context:
     name: str = ""  # the spec's name
     toml: str = ""  # the spec's text
     guards: dict[str, bool] = field(default_factory=dict)  # --guard overrides (name -> on)
+    # the extensions the run loaded (checker.extensions.Loaded.document()), text included
+    extensions: tuple[dict[str, str], ...] = ()
+    # a --model run's file (path, sha256, text), which replay runs again
+    model: dict[str, str] | None = None
 
 
 def kernel_location(model: Model, function: str) -> str:
@@ -127,9 +133,13 @@ def document(trace: Trace, bound: Bound, context: Context, lasso: Lasso | None =
     if model.profile is not None:  # the profile the run checked (the spec's, or --profile)
         scenario["profile"] = model.profile.name
     scenario["guards"] = {k: "on" if v else "off" for k, v in sorted(context.guards.items())}
+    if context.extensions:
+        scenario["extensions"] = list(context.extensions)
+    if context.model is not None:
+        scenario["model"] = dict(context.model)
     doc: dict[str, Any] = {
         "format": FORMAT,
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": SCHEMA_VERSION if context.extensions or context.model else WITHOUT_EXTENSIONS,
         "model": {
             "name": model.name,
             "components": list(model.parts),

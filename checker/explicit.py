@@ -12,6 +12,12 @@ reach a state, the parent kept is the one with the smallest (parent index, actio
 Budgets are checked after every block. When one runs out, the level being built keeps
 what was found so far, cut to exactly `max_states` stored states (the smallest keys),
 and is checked like any other, so every state counted was checked.
+
+With `coverage`, the search also counts, per action, the expanded states whose guard
+holds (`Enabled`, read by checker/coverage.py), and expands the level at the depth bound
+whole (its successors only counted, never stored) instead of stopping at its first new
+state, so that every stored state is expanded. Without it the loop does no more work
+than one test per block.
 """
 
 from __future__ import annotations
@@ -47,6 +53,20 @@ class Hit:
 
 
 @dataclass
+class Enabled:
+    """What a search with `coverage` counts while it expands: per action id, the expanded
+    states whose guard holds; per action name (`names`, in model order of first
+    appearance), the expanded states in which some instance of it holds; and how many
+    states were expanded (a search that stops on a violation or a budget leaves its last
+    level, or part of it, unexpanded)."""
+
+    names: tuple[str, ...]
+    per_action: np.ndarray  # int64, indexed by action id
+    per_name: np.ndarray  # int64, indexed like `names`
+    expanded: int = 0
+
+
+@dataclass
 class SearchResult:
     distinct: int
     generated: int
@@ -58,6 +78,7 @@ class SearchResult:
     deadlock: tuple[int, int] | None  # (depth, index) of a state with no successor
     seconds: float
     levels: list[Level] = field(repr=False)
+    enabled: Enabled | None = field(default=None, repr=False)  # counted with coverage=True only
 
     def path(self, depth: int, index: int) -> list[tuple[int, int]]:
         """(action id, index in level) for each step from the initial state to (depth, index)."""
@@ -100,6 +121,7 @@ class ExplicitSearch:
         check_deadlock: bool = False,
         progress: Progress | None = None,
         all_violations: bool = False,
+        coverage: bool = False,
     ) -> None:
         self.compiled = compiled
         self.model = compiled.model
@@ -114,6 +136,11 @@ class ExplicitSearch:
         self.sometimes = [(b, compile_predicate(self.model, b.name, b.term))
                           for b in invariants if b.kind is Kind.SOMETIMES]
         self._aid = np.uint16 if len(self.model.actions) <= 0xFFFF else np.uint32
+        self.coverage = coverage
+        self._names = tuple(dict.fromkeys(a.name for a in self.model.actions))
+        position = {n: i for i, n in enumerate(self._names)}
+        self._name_of = [position[a.name] for a in self.model.actions]
+        self.enabled: Enabled | None = None  # the counts of the last run, with coverage
 
     def keys(self, states: np.ndarray) -> np.ndarray:
         return key_view(states, self.words)
@@ -125,6 +152,10 @@ class ExplicitSearch:
         visited = self.keys(init).copy()
         self._generated = 1
         self._start = start
+        self.enabled = None
+        if self.coverage:
+            self.enabled = Enabled(self._names, np.zeros(len(self.model.actions), np.int64),
+                                   np.zeros(len(self._names), np.int64))
         witnesses: dict[str, Hit | None] = {b.name: None for b, _ in self.sometimes}
         stop, complete = "fixpoint", True
         deadlock: tuple[int, int] | None = None
@@ -144,7 +175,8 @@ class ExplicitSearch:
                     stop, complete = why, False
                 break  # fixpoint: the last level produced nothing new
             if at_bound:
-                stop, complete = "depth", False
+                # with coverage, a budget may run out while the rest of the level is counted
+                stop, complete = why or "depth", False
                 break
             depth += 1
             levels.append(found)
@@ -165,6 +197,7 @@ class ExplicitSearch:
             deadlock=deadlock,
             seconds=time.perf_counter() - start,
             levels=levels,
+            enabled=self.enabled,
         )
 
     def _expand(
@@ -175,7 +208,8 @@ class ExplicitSearch:
         Returns (level or None when nothing is new, index of a state without successors
         or None, the budget that stopped the expansion or None). A budget is checked after
         every block: the level then holds what was found so far, cut to the state budget
-        exactly. With `probe`, stop at the first new state: only whether one exists matters.
+        exactly. With `probe`, stop at the first new state: only whether one exists matters;
+        with coverage, the rest of the level is still expanded, its successors only counted.
         """
         parts_states: list[np.ndarray] = []
         parts_parent: list[np.ndarray] = []
@@ -183,6 +217,7 @@ class ExplicitSearch:
         found = 0  # fresh states in the parts (a state new to two blocks counts twice)
         dead: int | None = None
         why: str | None = None
+        probed: Level | None = None  # with probe and coverage: the first new state, once found
         room = None if self.budget.max_states is None else self.budget.max_states - len(visited)
         for base in range(0, len(frontier), BLOCK):
             if self.budget.out_of_time():
@@ -193,35 +228,43 @@ class ExplicitSearch:
                 break
             block = frontier[base:base + BLOCK]
             out = self.compiled.expand(block)
-            if self.check_deadlock and dead is None:
-                enabled = np.zeros(len(block), dtype=bool)
-                for _, idx, _ in out:
-                    enabled[idx] = True
-                if not enabled.all():
-                    dead = base + int(np.flatnonzero(~enabled)[0])
-            if out:
-                succ = np.concatenate([n for _, _, n in out])
-                parent = np.concatenate([idx for _, idx, _ in out]).astype(np.uint32) + np.uint32(base)
-                action = np.concatenate([np.full(len(idx), aid, self._aid) for aid, idx, _ in out])
-                self._generated += len(succ)
-                # Order candidates by (parent, action) so that the first occurrence of a state,
-                # which np.unique keeps, is the same whatever the block size.
-                order = np.argsort(parent, kind="stable")
-                succ, parent, action = succ[order], parent[order], action[order]
-                keys = self.keys(succ)
-                uniq, first = np.unique(keys, return_index=True)
-                fresh = ~_member(visited, uniq)
-                if fresh.any():
-                    keep = first[fresh]
-                    if probe:
-                        return Level(succ[keep[:1]], parent[keep[:1]], action[keep[:1]]), dead, None
-                    parts_states.append(succ[keep])
-                    parts_parent.append(parent[keep])
-                    parts_action.append(action[keep])
-                    found += len(keep)
+            if self.enabled is not None:
+                self._count(out, len(block))
+            if probed is None:
+                if self.check_deadlock and dead is None:
+                    enabled = np.zeros(len(block), dtype=bool)
+                    for _, idx, _ in out:
+                        enabled[idx] = True
+                    if not enabled.all():
+                        dead = base + int(np.flatnonzero(~enabled)[0])
+                if out:
+                    succ = np.concatenate([n for _, _, n in out])
+                    parent = np.concatenate([idx for _, idx, _ in out]).astype(np.uint32) + np.uint32(base)
+                    action = np.concatenate([np.full(len(idx), aid, self._aid) for aid, idx, _ in out])
+                    self._generated += len(succ)
+                    # Order candidates by (parent, action) so that the first occurrence of a state,
+                    # which np.unique keeps, is the same whatever the block size.
+                    order = np.argsort(parent, kind="stable")
+                    succ, parent, action = succ[order], parent[order], action[order]
+                    keys = self.keys(succ)
+                    uniq, first = np.unique(keys, return_index=True)
+                    fresh = ~_member(visited, uniq)
+                    if fresh.any():
+                        keep = first[fresh]
+                        if probe:
+                            probed = Level(succ[keep[:1]], parent[keep[:1]], action[keep[:1]])
+                            if self.enabled is None:
+                                return probed, dead, None
+                        else:
+                            parts_states.append(succ[keep])
+                            parts_parent.append(parent[keep])
+                            parts_action.append(action[keep])
+                            found += len(keep)
             if self.progress:
                 self.progress(Tick(depth, len(visited) + found, self._generated, time.perf_counter() - self._start,
                                    min(base + BLOCK, len(frontier)), len(frontier)))
+        if probed is not None:
+            return probed, dead, why
         if not parts_states:
             return None, dead, why
         states = np.concatenate(parts_states)
@@ -232,6 +275,25 @@ class ExplicitSearch:
             first = first[:room]  # the smallest keys: the same states whatever the block size
             why = why or "max-states"
         return Level(states[first], parent[first], action[first]), dead, why
+
+    def _count(self, out: list[tuple[int, np.ndarray, np.ndarray]], n: int) -> None:
+        """Coverage: the enabled states of one expanded block of `n` states. Every enabled
+        state has its successor in `out` (a self-loop included), so len(idx) counts them."""
+        enabled = self.enabled
+        assert enabled is not None
+        enabled.expanded += n
+        by_name: dict[int, list[np.ndarray]] = {}
+        for aid, idx, _ in out:
+            enabled.per_action[aid] += len(idx)
+            by_name.setdefault(self._name_of[aid], []).append(idx)
+        for name, parts in by_name.items():
+            if len(parts) == 1:
+                enabled.per_name[name] += len(parts[0])
+            else:  # a state enabling two instances of one name counts once
+                mask = np.zeros(n, dtype=bool)
+                for idx in parts:
+                    mask[idx] = True
+                enabled.per_name[name] += int(np.count_nonzero(mask))
 
     def _stops(self, violations: list[Hit]) -> bool:
         """A violation ends the search, unless every invariant's is wanted and some are missing."""

@@ -13,6 +13,7 @@ or the cycle closing with its actor still waiting.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,13 +23,15 @@ from typing import Any
 
 import jsonschema
 
-from invariants import CATALOGUE, Bound, Kind, select
+from invariants import Bound, Kind, select
 from model.lang import Action, Model, UnknownName, printable, show, shown, shown_key
+from model.mmu import COMPONENTS
 
+from . import models
 from .compile import Compiled, compile_model
 from .diagram import WIDTH, wrap
 from .document import FORMAT, SCHEMA_VERSION, actor_title, failing, fingerprint, read_fields, where_text
-from .errors import InputError
+from .errors import InputError, UsageError
 from .files import parse_json, read_text
 from .report import failing_lines
 from .spec import Spec, from_text
@@ -136,11 +139,35 @@ OLDEST_READ = 2  # schema 2 has no profile: its runs were of the model before pr
 PROFILE_BEFORE_PROFILES = "v6.16"
 
 
-def scenario_spec(doc: Mapping[str, Any], source: str, profile: str | None = None) -> Spec:
+def scenario_spec(doc: Mapping[str, Any], source: str, profile: str | None = None,
+                  extensions: Sequence[str] | None = None) -> Spec:
     """The scenario saved in the file under the profile it was run with (or `profile`,
-    from --profile), checked and built like a spec file."""
+    from --profile), with the extensions it carries (or the files `extensions`, from
+    --extension, instead), checked and built like a spec file."""
     scenario = doc["scenario"]
-    spec = from_text(scenario["toml"], f"{source}: scenario.toml", scenario["name"])
+    if "model" in scenario:  # a --model run: its file's text, run again
+        copy = scenario["model"]
+        if hashlib.sha256(copy["text"].encode()).hexdigest() != copy["sha256"]:
+            raise ReplayFileError(source, "scenario.model.sha256", "does not match the text",
+                                  "the sha256 of the model file's text")
+        if profile is not None or extensions is not None:
+            raise UsageError("--profile and --extension apply to a spec (the kernel model), not to a model file")
+        return models.from_text(copy["text"], copy["path"])  # type: ignore[return-value]  # stands in for a Spec
+    if extensions is not None:
+        spec = from_text(scenario["toml"], f"{source}: scenario.toml", scenario["name"], load_extensions=False)
+        return _under(spec.with_extensions(extensions), scenario, profile)
+    copies = scenario.get("extensions", [])
+    for i, e in enumerate(copies):
+        if hashlib.sha256(e["text"].encode()).hexdigest() != e["sha256"]:
+            raise ReplayFileError(source, f"scenario.extensions[{i}].sha256", "does not match the text",
+                                  "the sha256 of the extension's text")
+    texts = {e["name"]: e["text"] for e in copies if e["via"] == "spec"}
+    spec = from_text(scenario["toml"], f"{source}: scenario.toml", scenario["name"], texts)
+    given = {e["name"]: e["text"] for e in copies if e["via"] == "--extension"}
+    return _under(spec.with_extensions(list(given), given), scenario, profile)
+
+
+def _under(spec: Spec, scenario: Mapping[str, Any], profile: str | None) -> Spec:
     if profile is not None:
         spec = spec.with_profile(profile)
     else:
@@ -167,7 +194,7 @@ def replay_document(doc: Mapping[str, Any], source: str, spec: Spec | None = Non
     spec = spec if spec is not None else scenario_spec(doc, source)
     model = spec.build({**recorded_guards(doc, source, spec), **(guards or {})})
     notes = _identity(doc, model, source)
-    bound = _bound(doc, model, source)
+    bound = _bound(doc, model, source, spec)
     compiled = compile_model(model)
     by_key = {a.key: a for a in model.actions}
     words = model.init
@@ -210,10 +237,11 @@ def replay_document(doc: Mapping[str, Any], source: str, spec: Spec | None = Non
 
 
 def _identity(doc: Mapping[str, Any], model: Model, source: str) -> list[str]:
-    """The file must come from this model (same components); a changed shape is only noted."""
+    """The file must come from this model (the same shipped components: the patch
+    extensions may differ, a fix replayed in place of the patch); a changed shape is only noted."""
     recorded = doc["model"]
-    components = recorded["components"]
-    if components != list(model.parts):
+    components = [c for c in recorded["components"] if c in COMPONENTS]
+    if components != [c for c in model.parts if c in COMPONENTS]:
         raise ReplayFileError(source, "model.components", f"the file is from a different model: "
                               f"{shown(components)}, but this model has {list(model.parts)!r}")
     notes = []
@@ -223,10 +251,10 @@ def _identity(doc: Mapping[str, Any], model: Model, source: str) -> list[str]:
     return notes
 
 
-def _bound(doc: Mapping[str, Any], model: Model, source: str) -> Bound:
+def _bound(doc: Mapping[str, Any], model: Model, source: str, spec: Spec) -> Bound:
     name = doc["invariant"]["name"]
     try:
-        [bound] = select(CATALOGUE, model, [name])
+        [bound] = select(spec.catalogue, model, [name])
     except (UnknownName, ValueError):
         raise ReplayFileError(source, "invariant.name", f"{shown(name)} is not an invariant of this model") from None
     want = Kind.ALWAYS if doc["result"] == "violation" else Kind.PROGRESS

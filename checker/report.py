@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from invariants import Bound
-from model.lang import Field, Model, show
+from model.lang import Extension, Field, Model, show
 
 from .diagram import WIDTH, Diagram, steps_lines, wrap
 from .document import Context, Failing, actor_title, failing, kernel_location, read_fields, where_text
@@ -56,7 +56,7 @@ def counterexample_text(trace: Trace, bound: Bound, context: Context) -> str:
     model = trace.model
     steps = len(trace.actions)
     f = failing(model, bound.term, trace.states[-1], bound.name)
-    out = [*wrap(f"{subject(bound)} {bound.name} violated after {steps} step{'s' if steps != 1 else ''}",
+    out = [*wrap(f"{subject(bound, model)} {bound.name} violated after {steps} step{'s' if steps != 1 else ''}",
                  WIDTH), ""]
     out += _header(model, context)
     out += ["", *_start(trace, f.where)]
@@ -84,9 +84,9 @@ def lasso_text(trace: Trace, lasso: Lasso, context: Context) -> str:
     inv = lasso.bound.invariant
     who = actor_title(lasso.who)
     if c:
-        title = f"{subject(lasso.bound)} {inv.name} broken: {who} waits forever in a cycle of {c} steps"
+        title = f"{subject(lasso.bound, model)} {inv.name} broken: {who} waits forever in a cycle of {c} steps"
     else:
-        title = f"{subject(lasso.bound)} {inv.name} broken: {who} waits forever and nothing can happen"
+        title = f"{subject(lasso.bound, model)} {inv.name} broken: {who} waits forever and nothing can happen"
     waiting = dict(lasso.bound.waiting)[lasso.who]
     where = read_fields(model, waiting, trace.states[p])
     out = [*wrap(title, WIDTH), ""]
@@ -111,8 +111,11 @@ def lasso_text(trace: Trace, lasso: Lasso, context: Context) -> str:
     return "\n".join(out) + "\n"
 
 
-def subject(bound: Bound) -> str:
-    """The subject prefix a patch about this invariant would carry."""
+def subject(bound: Bound, model: Model) -> str:
+    """The subject prefix a patch about this invariant would carry (a model that is not
+    of a kernel, a --model file's, is named by its own name)."""
+    if model.profile is None:
+        return f"{model.name}:"
     return "KVM: TDX:" if {"tdx", "guest", "tdx_huge"} & set(bound.invariant.requires) else "KVM: x86/mmu:"
 
 
@@ -135,11 +138,15 @@ def command_lines(words: Sequence[str], indent: str = "  ") -> list[str]:
 
 def _header(model: Model, context: Context) -> list[str]:
     path = ascii_path(context.spec)
-    spec = f"Spec:       {path}"
-    out = [spec] if len(spec) <= WIDTH else ["Spec:", f"  {path}"]
+    label = "Spec:" if model.profile is not None else "Model:"  # a --model file
+    spec = f"{label:<12}{path}"
+    out = [spec] if len(spec) <= WIDTH else [label, f"  {path}"]
     if model.profile is not None:
         out += wrap(f"{model.profile.label} ({model.profile.kernel})", WIDTH, "Profile:    ", " " * 12)
     out.append(f"Components: {', '.join(model.parts) or 'none'}")
+    for name, part in model.parts.items():  # the patches under review, from outside the tree
+        if isinstance(part, Extension):
+            out += wrap(f"{name}: {part.summary} ({ascii_path(part.origin)})", WIDTH, "Patch:      ", " " * 12)
     off = sorted((g for g in model.guards.values() if not g.enabled), key=lambda g: g.name)
     if not off:
         out.append("Guards off: none")
@@ -161,8 +168,9 @@ def kernel_lines(trace: Trace) -> list[str]:
     """Where each kernel function the steps name lives, in the order the steps first name
     it: the kernel map of the model's profile, so a reviewer can open the code."""
     seen = dict.fromkeys(kernel_location(trace.model, a.kernel) for a in trace.actions)  # renamed ones meet
-    name = trace.model.profile.name if trace.model.profile is not None else "the model"
-    return [f"Kernel functions ({name}):", *(f"  {where}" for where in seen)]
+    if trace.model.profile is None:  # not a kernel model: the steps it names
+        return [f"Steps ({trace.model.name}):", *(f"  {where}" for where in seen)]
+    return [f"Kernel functions ({trace.model.profile.name}):", *(f"  {where}" for where in seen)]
 
 
 def violation_lines(bound: Bound, f: Failing) -> list[str]:

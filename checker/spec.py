@@ -8,9 +8,11 @@ depth = 40                      # optional: steps from the initial state
 invariants = ["..."]            # optional: default is every applicable invariant
 check_deadlock = false          # optional
 check_progress = true           # optional: false skips the no-progress search (large worlds)
+extensions = ["my_patch.py"]    # optional: patches from outside the tree, relative to this file
 
 [sizes]                         # vcpus, huge_pages, pages_per_huge
 [attributes]                    # options of the component of that name
+[my_patch]                      # options of an extension of that name
 [guards]                        # guard-name = "off" (or "on")
 [variants]                      # optional: "component.variant" = value, instead of the
                                 # profile's choice (a design still argued on the list)
@@ -43,28 +45,32 @@ A shipped spec can be named by its bare name (`find()`).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from invariants import CATALOGUE, Bound, Kind, select
+from invariants import CATALOGUE, Bound, Invariant, Kind, select
 from invariants.core import facts
-from model.lang import Model, ModelError, OptionError, UnknownName, order, shown, shown_key
+from model.lang import Extension, Model, ModelError, OptionError, UnknownName, order, shown, shown_key
 from model.mmu import COMPONENTS, NotInProfile, Sizes, build, profiles
 from model.mmu.profiles import Profile, ProfileError
 
+from . import extensions as ext
 from .errors import InputError, UsageError
 from .files import parse_toml, read_text
 
 TOP_KEYS = ("description", "profile", "components", "depth", "invariants", "check_deadlock", "check_progress",
-            "sizes", "guards", "variants", "expect")
+            "extensions", "sizes", "guards", "variants", "expect")
 EXPECT_KEYS = ("result", "invariant", "within", "complete", "distinct", "depth", "witnesses", "profiles", "under")
 UNDER_KEYS = ("within", "distinct", "depth", "witnesses")  # what another profile's design may change
 Under = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]  # profile -> (figure, value) pairs
 
 
 SHIPPED = Path(__file__).resolve().parent.parent / "specs"  # the checkout's specs/
+_EXTENSIONS_KEY = re.compile(r"""^extensions\s*=\s*\[(?:[^\]"'#]|"[^"\n]*"|'[^'\n]*')*\][ \t]*(?:#.*)?\n?""",
+                             re.MULTILINE)
 
 
 class SpecError(InputError):
@@ -110,6 +116,7 @@ class Spec:
     variants: dict[str, str] = field(default_factory=dict)  # the [variants] table
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     text: str = field(repr=False, default="")  # the TOML itself, for exports that replay it
+    extensions: tuple[ext.Loaded, ...] = ()  # the spec's and the command line's, in that order
     _models: dict[tuple[str, ...], Model] = field(repr=False, default_factory=dict)
 
     @property
@@ -122,9 +129,51 @@ class Spec:
         variants its [variants] table chooses instead."""
         base = load_profile(self.profile_name, self.source, "profile")
         try:
-            return base.with_variants(self.variants, self.source)
+            return base.with_extensions(self.extension_classes).with_variants(self.variants, self.source)
         except ProfileError as e:
             raise SpecError(e.source, e.key, e.problem, e.allowed) from None
+        except ModelError as e:
+            raise SpecError(self.source, "extensions", str(e)) from None
+
+    @property
+    def extension_classes(self) -> tuple[type[Extension], ...]:
+        return tuple(c for e in self.extensions for c in e.classes)
+
+    @property
+    def catalogue(self) -> tuple[Invariant, ...]:
+        """The invariants this scenario can check: the catalogue's and its extensions'."""
+        return (*CATALOGUE, *(p for c in self.extension_classes for p in c.properties))
+
+    @property
+    def label(self) -> str:
+        """The kernel this scenario checks, as reports name it: its profile's label, and
+        the extensions patched onto it."""
+        names = [c.name for c in self.extension_classes]
+        return self.profile.label + "".join(f" + {n}" for n in names)
+
+    def without_extensions(self) -> Spec:
+        """This scenario on the kernel without its patches: no extension, and none of
+        their properties among the invariants it names."""
+        if not self.extensions:
+            return self
+        own = {p.name for c in self.extension_classes for p in c.properties}
+        invariants = None if self.invariants is None else tuple(n for n in self.invariants if n not in own)
+        # the text a document carries (and replay reads) is the scenario without them too
+        text = _EXTENSIONS_KEY.sub("", self.text)
+        if "extensions" in parse_toml(text, self.source):
+            text = self.text  # not written as one `extensions = [...]` line: keep the spec's own words
+        return replace(self, extensions=(), invariants=invariants, text=text, _models={})
+
+    def with_extensions(self, names: Iterable[str], texts: Mapping[str, str] | None = None) -> Spec:
+        """This scenario with more extensions (--extension FILE, relative to the working
+        directory; or, with `texts`, the copies a document carries)."""
+        names = list(names)
+        if not names:
+            return self
+        loaded = [*self.extensions, *(ext.load(n, "--extension", None, self.source, "--extension",
+                                               None if texts is None else texts[n]) for n in names)]
+        ext.check_together(loaded, self.source)
+        return replace(self, extensions=tuple(loaded), _models={})
 
     @property
     def check_progress(self) -> bool:
@@ -185,7 +234,8 @@ class Spec:
 
     def _build(self, off: tuple[str, ...], overrides: Mapping[str, bool], profile: Profile) -> Model:
         try:
-            return build(self.components, self.sizes, self.options, off, self.name, self.description, profile)
+            return build(self.components, self.sizes, self.options, off, self.name, self.description, profile,
+                         self.extension_classes)
         except NotInProfile as e:
             raise SpecError(self.source, "components", str(e), ", ".join(profile.components)) from None
         except UnknownName as e:
@@ -201,7 +251,7 @@ class Spec:
         """The invariants to check (the spec's, or `names`), plus the model's own facts."""
         chosen = names if names is not None else self.invariants
         try:
-            picked = select(CATALOGUE, model, chosen)
+            picked = select(self.catalogue, model, chosen)
         except UnknownName as e:
             key = "invariants" if names is None else "--invariant"
             raise SpecError(self.source, key, f"unknown invariant {shown(e.name)}", ", ".join(e.allowed)) from None
@@ -267,9 +317,14 @@ def parse(text: str, source: str, name: str) -> Spec:
     return spec
 
 
-def from_text(text: str, source: str, name: str) -> Spec:
+def from_text(text: str, source: str, name: str, texts: Mapping[str, str] | None = None,
+              load_extensions: bool = True) -> Spec:
+    """A spec from its TOML text; its extensions are read relative to `source`'s
+    directory, or, with `texts`, taken from there (a document's copies, by name), or
+    not loaded at all (the caller brings others)."""
     raw = parse_toml(text, source)
-    component_keys = tuple(COMPONENTS)
+    loaded = _extensions(raw, source, texts) if load_extensions else []
+    component_keys = (*COMPONENTS, *(c.name for e in loaded for c in e.classes))
     for key in raw:
         if key not in TOP_KEYS and key not in component_keys:
             raise SpecError(source, shown_key(key), "unknown key", ", ".join(TOP_KEYS + component_keys))
@@ -285,7 +340,8 @@ def from_text(text: str, source: str, name: str) -> Spec:
     except OptionError as e:
         raise SpecError(source, f"sizes.{e.key}", e.problem, e.allowed) from None
     options: dict[str, dict[str, Any]] = {}
-    enabled = order(COMPONENTS, components)  # with what they require
+    classes = {c.name: c for e in loaded for c in e.classes}
+    enabled = order({**COMPONENTS, **classes}, [*components, *classes])  # with what they require
     for c in component_keys:
         table = _table(raw, c, source)
         if table and c not in enabled:
@@ -325,8 +381,21 @@ def from_text(text: str, source: str, name: str) -> Spec:
                         ", ".join(profiles.shipped()) + ", or a path to a profile file")
     return Spec(
         source, name, description, tuple(components), sizes, options, guards,
-        invariants, depth, check_deadlock, _expect(raw, source), profile, chosen, raw, text,
+        invariants, depth, check_deadlock, _expect(raw, source), profile, chosen, raw, text, tuple(loaded),
     )
+
+
+def _extensions(raw: dict[str, Any], source: str, texts: Mapping[str, str] | None) -> list[ext.Loaded]:
+    names = _str_list(raw, "extensions", source, [])
+    base = Path(source).parent
+    loaded = []
+    for n in names:
+        if texts is not None and n not in texts:
+            raise SpecError(source, "extensions", f"{shown(n)}: no copy of it in the document", "the extensions "
+                            "the document carries")
+        loaded.append(ext.load(n, "spec", base, source, "extensions", None if texts is None else texts[n]))
+    ext.check_together(loaded, source)
+    return loaded
 
 
 def _read_profile(path: Path, source: str) -> dict[str, Any]:

@@ -4,58 +4,25 @@ that breaks it has 6 steps."""
 
 from __future__ import annotations
 
-import z3
-
 from invariants import Invariant, Kind
-from model.lang import IntDomain, Model, ModelBuilder, Step, models
-
-
-class DieHard:
-    def __init__(self, b: ModelBuilder) -> None:
-        self.small = b.field("small", IntDomain(0, 3), 0)
-        self.big = b.field("big", IntDomain(0, 5), 0)
-
-    @models("FillSmallJug")
-    def fill_small(self) -> Step:
-        """FillSmallJug."""
-        return Step("FillSmallJug", True, {self.small: 3})
-
-    @models("FillBigJug")
-    def fill_big(self) -> Step:
-        """FillBigJug."""
-        return Step("FillBigJug", True, {self.big: 5})
-
-    @models("EmptySmallJug")
-    def empty_small(self) -> Step:
-        """EmptySmallJug."""
-        return Step("EmptySmallJug", True, {self.small: 0})
-
-    @models("EmptyBigJug")
-    def empty_big(self) -> Step:
-        """EmptyBigJug."""
-        return Step("EmptyBigJug", True, {self.big: 0})
-
-    @models("SmallToBig")
-    def small_to_big(self) -> Step:
-        """SmallToBig: pour the small jug into the big one until one is empty or full."""
-        s, b = self.small.var, self.big.var
-        fits = s + b <= 5
-        return Step("SmallToBig", True, {self.big: z3.If(fits, s + b, 5), self.small: z3.If(fits, 0, s - (5 - b))})
-
-    @models("BigToSmall")
-    def big_to_small(self) -> Step:
-        """BigToSmall: pour the big jug into the small one until one is empty or full."""
-        s, b = self.small.var, self.big.var
-        fits = s + b <= 3
-        return Step("BigToSmall", True, {self.small: z3.If(fits, s + b, 3), self.big: z3.If(fits, 0, b - (3 - s))})
+from model.lang import IntDomain, Model, ModelBuilder, min_of
 
 
 def build() -> Model:
-    b = ModelBuilder("DieHard")
-    d = DieHard(b)
-    b.part("diehard", d)
-    for action in (d.fill_small, d.fill_big, d.empty_small, d.empty_big, d.small_to_big, d.big_to_small):
-        b.action(action, "hero")
+    b = ModelBuilder("DieHard", kernel_docs=False)
+    small, big = b.field("small", IntDomain(0, 3), 0), b.field("big", IntDomain(0, 5), 0)
+    b.part("diehard", (small, big))
+    s, g = small.var, big.var
+    into_big, into_small = min_of([g + s, 5]), min_of([g + s, 3])  # what the jug holds after pouring
+    for name, text, effect in [
+        ("fill_small", "FillSmallJug", {small: 3}),
+        ("fill_big", "FillBigJug", {big: 5}),
+        ("empty_small", "EmptySmallJug", {small: 0}),
+        ("empty_big", "EmptyBigJug", {big: 0}),
+        ("small_to_big", "SmallToBig", {big: into_big, small: s - (into_big - g)}),
+        ("big_to_small", "BigToSmall", {small: into_small, big: g - (into_small - s)}),
+    ]:
+        b.add(name, "hero", True, effect, text)
     return b.build("TLA+ Examples DieHard")
 
 
@@ -63,3 +30,5 @@ NOT_SOLVED = Invariant(
     "NotSolved", Kind.ALWAYS, "the big jug never holds exactly 4 gallons",
     "TLA+ Examples, DieHard/DieHard.tla", ("diehard",), lambda m: m.field("big").var != 4,
 )
+PROPERTIES = (NOT_SOLVED,)
+EXPECT = {"result": "violation", "invariant": "NotSolved", "within": 6}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from checker.cli import default_spec
 from checker.spec import load
-from examples import diehard, twophase
+from examples import diehard, missionaries, twophase
 from invariants import Bound
 from model.lang import Model
 
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.toml"))
 
 
-NAMES = sorted([p.stem for p in SPECS] + ["<default>", "TwoPhase", "DieHard"])
+NAMES = sorted([p.stem for p in SPECS] + ["<default>", "TwoPhase", "DieHard", "MissionariesAndCannibals"])
 
 
 @cache
@@ -28,6 +28,9 @@ def shipped_model(name: str) -> tuple[Model, list[Bound]]:
     if name == "DieHard":
         dh = diehard.build()
         return dh, [diehard.NOT_SOLVED.bind(dh)]
+    if name == "MissionariesAndCannibals":
+        mc = missionaries.build()
+        return mc, [missionaries.SOLUTION.bind(mc)]
     spec = default_spec() if name == "<default>" else load(ROOT / "specs" / f"{name}.toml")
     model = spec.build()
     return model, spec.bound_invariants(model)

@@ -122,6 +122,7 @@ def test_specs_readme_figures_are_the_specs_own() -> None:
 def test_readme_output_excerpts_are_real_output(excerpt, tmp_path: Path,  # type: ignore[no-untyped-def]
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "specs").symlink_to(ROOT / "specs")
+    (tmp_path / "examples").symlink_to(ROOT / "examples")  # for --model examples/...
     monkeypatch.chdir(tmp_path)
     output = ""
     for command in excerpt.command.split(" && "):

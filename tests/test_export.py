@@ -151,7 +151,7 @@ def _exported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, A
 
 
 @pytest.mark.parametrize(("change", "key", "problem"), [
-    (lambda d: d.update(schema_version=99), "schema_version", "99 is newer than this checker's 3"),
+    (lambda d: d.update(schema_version=99), "schema_version", "99 is newer than this checker's 4"),
     (lambda d: d.update(schema_version=1), "schema_version", "export the counterexample again"),
     (lambda d: d["model"].update(components=["mmio"]), "model.components", "from a different model"),
     (lambda d: d.update(format="something else"), "format", "not a counterexample file"),

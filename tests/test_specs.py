@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
+from checker import specindex
 from checker.cli import main
 from checker.document import fingerprint
 from checker.spec import Spec, load, read
@@ -48,6 +50,9 @@ def test_every_guard_has_a_spec_that_shows_what_breaks_without_it() -> None:
             "tdx-requires-mmio-caching", "mmio-mask-suppress-ve"} <= guards
     switched_off = {g for path in SPECS for g in read(path).guards_off}
     assert guards <= switched_off, f"guards without a spec: {sorted(guards - switched_off)}"
+    index = specindex.read()
+    assert guards <= set(index["guards"]), "specs/coverage.json lacks guards: python -m checker index"
+    assert set(index["specs"]) == {p.stem for p in SPECS}, "specs/coverage.json indexes other specs"
 
 
 def _inputs(spec: Spec, name: str) -> tuple[object, ...]:
@@ -73,13 +78,22 @@ def _models(spec: Spec) -> list[str]:
         [pytest.mark.slow] if p.stem in SLOW_ELSEWHERE and profile != read(p).expected_under[0] else []))
     for p in SPECS for profile in _models(read(p))
 ])
-def test_spec_meets_its_expectation(path: Path, profile: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_spec_meets_its_expectation(path: Path, profile: str, capsys: pytest.CaptureFixture[str],
+                                   tmp_path: Path) -> None:
     """Under its own profile and each other profile its [expect] names that gives the
-    spec another model (the rest build the same model: see _inputs)."""
+    spec another model (the rest build the same model: see _inputs). Under its own, the
+    action names its run enables are those the coverage index (specs/coverage.json) says."""
     spec = load(path).with_profile(profile)  # its [expect] as it reads there (expect.under)
     assert spec.expect is not None
-    assert main(["--spec", str(path), "--profile", profile]) == 0
+    own = profile == spec.expected_under[0]
+    index = ["--coverage", "--export", str(tmp_path)] if own else []
+    assert main(["--spec", str(path), "--profile", profile, *index]) == 0
     out = capsys.readouterr().out
+    if own:
+        cov = json.loads((tmp_path / f"{path.stem}.coverage.json").read_text())
+        enabled = sorted(n["name"] for n in cov["names"] if n["instances_enabled"])
+        assert specindex.read()["specs"][path.stem] == {"profile": profile, "actions": enabled}, (
+            f"specs/coverage.json is stale for {path.stem}: python -m checker index {path.stem}")
     assert "met" in out.splitlines()[-1] and "NOT met" not in out
     distinct, _, complete = SUMMARY.search(out).groups()  # type: ignore[union-attr]
     assert int(distinct) == spec.expect.distinct

@@ -11,11 +11,13 @@ from .component import Component, compose, order
 from .deadline import DeadlinePassed, checkpoint, until
 from .domains import BOOL, BoolDomain, Domain, EnumDomain, IntDomain
 from .errors import ModelError, SolverUnknown, printable, shown, shown_key
-from .exprs import evaluate, free_constants
+from .exprs import Pick, evaluate, first, free_constants, max_of, min_of
+from .extension import Extension
 from .fields import Family, Field
 from .options import Option, OptionError, resolve
 from .printer import show
 from .schema import Schema
+from .structures import Record, SetField, SetValue, Universe, records
 from .variants import Choices, Variant, VariantValue
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "DeadlinePassed",
     "Domain",
     "EnumDomain",
+    "Extension",
     "Fact",
     "Family",
     "Field",
@@ -37,9 +40,14 @@ __all__ = [
     "ModelError",
     "Option",
     "OptionError",
+    "Pick",
+    "Record",
     "Schema",
+    "SetField",
+    "SetValue",
     "SolverUnknown",
     "Step",
+    "Universe",
     "UnknownName",
     "Variant",
     "VariantValue",
@@ -49,11 +57,15 @@ __all__ = [
     "compose",
     "decide",
     "evaluate",
+    "first",
     "free_constants",
     "kernel",
+    "max_of",
+    "min_of",
     "models",
     "order",
     "printable",
+    "records",
     "resolve",
     "show",
     "shown",

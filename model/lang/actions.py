@@ -4,7 +4,9 @@ A model author writes an action as a method decorated with `@kernel("function")`
 docstring says what kernel code it models and what it leaves out, and which returns a
 `Step`: a display line, a guard and an effect, both as z3 terms over the state fields.
 The builder calls it once for each concrete parameter tuple, so guards and effects are
-quantifier-free.
+quantifier-free. A model that is not about the kernel (`ModelBuilder(name,
+kernel_docs=False)`) needs neither the decorator nor the docstring, and may add an action
+without a method (`ModelBuilder.add`).
 """
 
 from __future__ import annotations
@@ -62,6 +64,12 @@ class Action:
     # strongly fair: a lasso on which it is enabled (even now and then) must take it; for
     # an answer that a transient answer (BUSY) can stand in for, but not forever
     strong: bool = False
+    origin: str = ""  # file:line of the code that defined (or last refined) it, for error messages
+
+    @property
+    def args(self) -> dict[str, Any]:
+        """The instance's parameters by name (`a.args["gfn"]`)."""
+        return dict(self.params)
 
     @property
     def key(self) -> str:

@@ -9,11 +9,13 @@ keep small state spaces.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import traceback
+from collections.abc import Callable, Mapping, Sequence
 from typing import ClassVar
 
 from .builder import ModelBuilder, UnknownName
-from .errors import ModelError
+from .deadline import DeadlinePassed
+from .errors import ModelError, SolverUnknown
 from .options import Option
 from .variants import Choices, Variant
 
@@ -67,15 +69,36 @@ def compose(b: ModelBuilder, instances: Sequence[Component]) -> None:
     first gets the profile's choice of its variants."""
     enabled = {c.name: c for c in instances}
     for c in instances:
-        c.variant = Choices(c.name, c.variants, b.variants)
+        declared = [v.with_values(b.added_values.get(f"{c.name}.{v.name}", ()), f"variant {c.name}.{v.name}")
+                    for v in c.variants]
+        c.variant = Choices(c.name, declared, b.variants)
     for c in instances:
-        c.configure(enabled)
+        _blamed(c, lambda c=c: c.configure(enabled))
     seen: dict[str, Component] = {}
     for c in instances:
         b.part(c.name, c)
-        c.declare(b, seen)
+        _blamed(c, lambda c=c: c.declare(b, seen))
         seen[c.name] = c
     for c in instances:
         b.component = c.name
-        c.define(b)
+        _blamed(c, lambda c=c: c.define(b))
+
+
+def _blamed(c: Component, run: Callable[[], None]) -> None:
+    """Run one phase of `c`; a mistake in a component loaded from a file outside the
+    tree (an extension: `origin` is its file) is a ModelError naming that file and the
+    line of it that was running, whatever the exception."""
+    origin = getattr(c, "origin", "")
+    if not origin:
+        run()
+        return
+    try:
+        run()
+    except (DeadlinePassed, SolverUnknown, MemoryError):
+        raise  # not a mistake: the run's budget, z3's answer, the machine
+    except Exception as e:  # the extension's own code: any mistake in it is the user's input
+        lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if f.filename == origin]
+        where = f"{origin}:{lines[-1]}" if lines else origin
+        what = str(e) if isinstance(e, ModelError) else f"{type(e).__name__}: {e}"
+        raise ModelError(f"{where}: extension {c.name!r}: {what}") from None
 

@@ -24,6 +24,10 @@ class VariantValue:
     since: str
     source: str
     summary: str
+    # a value an extension adds to another component's variant: that component, which
+    # knows only its own values, reads the value this one is `like`; the extension reads
+    # the choice itself (ModelBuilder.variant())
+    like: str = ""
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,18 @@ class Variant:
 
     def value_names(self) -> list[str]:
         return [v.name for v in self.values]
+
+    def with_values(self, added: Sequence[VariantValue], where: str) -> Variant:
+        """This variant with values an extension adds; each must be new and be `like` one
+        of the variant's own values."""
+        own = self.value_names()
+        for v in added:
+            if v.name in own:
+                raise ModelError(f"{where}: variant {self.name!r} already has a value {v.name!r}")
+            if v.like not in own:
+                raise ModelError(f"{where}: value {v.name!r} of variant {self.name!r} must say which of its own "
+                                 f"values the component reads instead (like=...); allowed: {self.allowed()}")
+        return Variant(self.name, self.doc, (*self.values, *added))
 
     def allowed(self) -> str:
         return " | ".join(repr(v) for v in self.value_names())
@@ -56,6 +72,9 @@ class Choices:
             if value not in variant.value_names():
                 raise ModelError(f"variant {key!r}: {value!r} is not one of {variant.allowed()}")
             self.values[name] = value
+        # an added value reads as the value it is like (see VariantValue.like)
+        self.values = {n: next(v.like or v.name for v in self.declared[n].values if v.name == value)
+                       for n, value in self.values.items()}
 
     def __getitem__(self, name: str) -> str:
         if name not in self.values:

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from model.lang import Component, Model, ModelBuilder, ModelError, Option, OptionError, compose, order, resolve, shown
+from model.lang import (
+    Component,
+    Extension,
+    Model,
+    ModelBuilder,
+    ModelError,
+    Option,
+    OptionError,
+    compose,
+    order,
+    resolve,
+    shown,
+)
 
 from .attributes import MemoryAttributes
 from .fault import FaultPath, FaultRefinement
@@ -188,10 +200,13 @@ def build(
     name: str = "mmu",
     description: str = "",
     profile: Profile | None = None,
+    extensions: Sequence[type[Extension]] = (),
 ) -> Model:
     """Build the MMU model made of `components` (and what they require) as the kernel of
-    `profile` has it (default: the newest, `profiles.DEFAULT`). The profile chooses the
-    variants; its guard defaults are the caller's to apply (see `checker.spec`).
+    `profile` has it (default: the newest, `profiles.DEFAULT`), with `extensions` (patches
+    from outside the tree) after them. The profile chooses the variants (an extension's
+    own variants default to their first value); its guard defaults are the caller's to
+    apply (see `checker.spec`).
 
     A model is immutable once built, and building one proves every effect's domain with
     z3 (seconds for the TDX models), so the last few are kept by configuration: a replay,
@@ -202,11 +217,12 @@ def build(
     components = list(components)
     guards_off = sorted(guards_off)
     key = json.dumps([components, repr(sizes), options, guards_off, name, description, profile.name,
-                      profile.variants, profile.files], sort_keys=True, default=repr)
+                      profile.variants, profile.files, [(e.name, e.origin, e.digest) for e in extensions]],
+                     sort_keys=True, default=repr)
     if key in _BUILT:
         _BUILT.move_to_end(key)
         return _BUILT[key]
-    model = _build(components, sizes, options, guards_off, name, description, profile)
+    model = _build(components, sizes, options, guards_off, name, description, profile, tuple(extensions))
     _BUILT[key] = model
     if len(_BUILT) > BUILT_KEPT:
         _BUILT.popitem(last=False)
@@ -214,22 +230,27 @@ def build(
 
 
 def _build(components: list[str], sizes: Sizes, options: Mapping[str, Mapping[str, Any]],
-           guards_off: list[str], name: str, description: str, profile: Profile) -> Model:
-    names = order(COMPONENTS, components)
-    missing = [n for n in names if n not in profile.components]
+           guards_off: list[str], name: str, description: str, profile: Profile,
+           extensions: tuple[type[Extension], ...]) -> Model:
+    available: dict[str, type[Component]] = {**COMPONENTS, **{e.name: e for e in extensions}}
+    names = order(available, [*components, *(e.name for e in extensions)])
+    missing = [n for n in names if n not in profile.components and n in COMPONENTS]
     if missing:
         raise NotInProfile(missing[0], profile)
+    profile = profile.with_extensions(extensions)
     b = ModelBuilder(name, guards_off, profile.variants)
-    instances = [_instance(n, sizes, options.get(n, {})) for n in names]
+    b.added_values = {k: tuple(v) for e in extensions for k, v in e.values.items()}
+    instances = [_instance(available[n], sizes, options.get(n, {})) for n in names]
     compose(b, instances)
     model = b.build(description)
     model.profile = profile
     return model
 
 
-def _instance(name: str, sizes: Sizes, options: Mapping[str, Any]) -> Component:
-    """Component `name` configured by its options; an option error names its table."""
+def _instance(cls: type[Component], sizes: Sizes, options: Mapping[str, Any]) -> Component:
+    """Component `cls` configured by its options; an option error names its table."""
+    name = cls.name
     try:
-        return COMPONENTS[name](sizes, options)  # type: ignore[call-arg]
+        return cls(sizes, options)  # type: ignore[call-arg]
     except OptionError as e:
         raise OptionError(f"{name}.{e.key}", e.problem, e.allowed) from None

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from model.lang import ModelError, Variant, shown, shown_key
+from model.lang import Extension, ModelError, Variant, shown, shown_key
 
 from .components import COMPONENTS
 
@@ -85,6 +85,8 @@ class Profile:
     not_in_tree: Mapping[str, str]  # functions the model cites that this tree lacks -> why
     renamed: Mapping[str, str]  # a function the model cites -> its name in this tree
     overrides: Mapping[str, str] = field(default_factory=dict)  # variants a spec chose instead (what-if)
+    # variants as extensions declare them or widen them: "component.variant" -> Variant
+    extended: Mapping[str, Variant] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -100,7 +102,7 @@ class Profile:
         `source` and `variants.KEY` otherwise."""
         if not chosen:
             return self
-        known = variants(self.components)
+        known = {**variants(self.components), **self.extended}
         for k, value in chosen.items():
             if k not in known:
                 raise ProfileError(source, f"variants.{shown_key(k)}",
@@ -111,6 +113,33 @@ class Profile:
                                    known[k].allowed())
         overrides = {k: v for k, v in chosen.items() if v != self.variants[k]}
         return replace(self, variants={**self.variants, **chosen}, overrides={**self.overrides, **overrides})
+
+    def with_extensions(self, extensions: Iterable[type[Extension]]) -> Profile:
+        """This kernel with patches from outside the tree: their own variants (at their
+        first value unless chosen), the values they add to others, and the kernel map of
+        the functions their actions cite."""
+        extensions = list(extensions)
+        if not extensions:
+            return self
+        known = {**variants(self.components), **self.extended}
+        extended = dict(self.extended)
+        chosen = dict(self.variants)
+        files = {f: tuple(names) for f, names in self.files.items()}
+        for e in extensions:
+            for v in e.variants:
+                key = f"{e.name}.{v.name}"
+                extended[key] = v
+                chosen.setdefault(key, v.values[0].name)
+            for key, values in e.values.items():
+                if key not in known:
+                    raise ModelError(f"{e.origin}: extension {e.name!r} adds values to {key!r}, which is not a "
+                                     f"variant of the components of profile {self.name}; allowed: "
+                                     f"{', '.join(sorted(known)) or 'none'}")
+                fresh = [v for v in values if v.name not in known[key].value_names()]
+                known[key] = extended[key] = known[key].with_values(fresh, f"{e.origin}: {e.name}.values")
+            for path, names in e.functions.items():
+                files[path] = tuple(dict.fromkeys([*files.get(path, ()), *names]))
+        return replace(self, variants=chosen, files=files, extended=extended)
 
     def name_of(self, function: str) -> str:
         """What this tree calls the function the model cites as `function`."""
