@@ -741,7 +741,7 @@ def index_command(argv: list[str]) -> int:
     p = _Parser(prog="python -m checker index",
                 description="Run shipped specs under their own profiles with coverage and write, for each, the "
                 f"action names its run enables into {specindex.INDEX} (what `map` reads; the spec tests check "
-                "it). Every spec by default: as long as the exhaustive runs (about 20 minutes, 12 GB).",
+                "it). Every spec by default: as long as the exhaustive runs (about 20 minutes, 4 GB).",
                 epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("names", nargs="*", metavar="NAME", help="only these shipped specs (the others' entries stay)")
     p.add_argument("--debug", action="store_true", help="print the traceback of an internal error")

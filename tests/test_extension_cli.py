@@ -126,3 +126,31 @@ def test_list_shows_the_extension_s_refinements(capsys: pytest.CaptureFixture[st
 def test_readme_shows_the_worked_extension_whole() -> None:
     readme = (ROOT / "README.md").read_text()
     assert f"```python\n{EXTENSION.read_text()}```" in readme
+
+
+PROGRESS_EXTENSION = '''"""A progress property from outside the tree: g0 is eventually private."""
+
+from invariants.core import progress
+from model.lang import Extension
+
+
+class WantsPrivate(Extension):
+    name = "wants_private"
+    summary = "g0 eventually turns private"
+    properties = (progress("g0_turns_private", "g0 is eventually private", "a test", ("attributes",),
+                           lambda m: [("ioctl", m.field("mem_attr_array[g0]").var == 0)]),)
+'''
+
+
+def test_an_extension_s_progress_property_is_checked(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Nothing obliges the ioctl thread to convert g0: a lasso in which it stays shared."""
+    ext = tmp_path / "wants.py"
+    ext.write_text(PROGRESS_EXTENSION)
+    spec = tmp_path / "small.toml"
+    spec.write_text('components = ["attributes"]\ninvariants = ["g0_turns_private"]\nextensions = ["wants.py"]\n'
+                    '[sizes]\nvcpus = 1\nhuge_pages = 1\npages_per_huge = 2\n'
+                    '[attributes]\nmax_conversions = 1\n')
+    code, out, _ = run(capsys, "--spec", str(spec))
+    assert code == 1, out
+    assert "cycle: g0_turns_private: ioctl waits forever" in out
+    assert "Broken: g0_turns_private (PROGRESS)" in out
