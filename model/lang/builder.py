@@ -233,24 +233,8 @@ class ModelBuilder:
         step = method(**params)
         if not isinstance(step, Step):
             raise ModelError(f"action {name!r} returned {type(step).__name__}; return a Step")
-        action = Action(
-            id=len(self._actions),
-            name=name,
-            params=tuple(params.items()),
-            actor=actor,
-            process=process or actor,
-            kernel=kernel,
-            text=step.text,
-            doc=doc,
-            guard=self._guard_term(name, step.guard),
-            effect=self._effect_terms(name, params, step.effect),
-            strong=strong,
-            origin=_origin(method),
-        )
-        if action.key in self._keys:
-            raise ModelError(f"action {action.key} is added twice: parameters must differ")
-        self._keys.add(action.key)
-        self._actions.append(action)
+        self._append(name, params, actor, process, kernel, step.text, doc, step.guard, step.effect, strong,
+                     _origin(method))
 
     def add(self, name: str, actor: str, guard: z3.BoolRef | bool, effect: Mapping[Field, Any],
             text: str | None = None, *, process: str | None = None, strong: bool = False, **params: Any) -> Action:
@@ -268,19 +252,26 @@ class ModelBuilder:
             raise ModelError(f"action {name!r}: its name must be an identifier")
         checkpoint()
         args = ", ".join(f"{k}={v}" for k, v in params.items())
+        return self._append(name, params, actor, process, name, text if text is not None else f"{name}({args})", "",
+                            guard, effect, strong, _caller())
+
+    def _append(self, name: str, params: Mapping[str, Any], actor: str, process: str | None, kernel: str,
+                text: str, doc: str, guard: z3.BoolRef | bool, effect: Mapping[Field, Any], strong: bool,
+                origin: str) -> Action:
+        """One action instance, its guard and effect checked, under a key no other has."""
         action = Action(
             id=len(self._actions),
             name=name,
             params=tuple(params.items()),
             actor=actor,
             process=process or actor,
-            kernel=name,
-            text=text if text is not None else f"{name}({args})",
-            doc="",
+            kernel=kernel,
+            text=text,
+            doc=doc,
             guard=self._guard_term(name, guard),
             effect=self._effect_terms(name, params, effect),
             strong=strong,
-            origin=_caller(),
+            origin=origin,
         )
         if action.key in self._keys:
             raise ModelError(f"action {action.key} is added twice: parameters must differ")

@@ -28,7 +28,7 @@ mappings) for the builder to check like any other.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -426,25 +426,24 @@ def _same(a: z3.BoolRef, b: z3.BoolRef) -> z3.BoolRef:
 
 
 def _any(terms: Iterable[Condition]) -> z3.BoolRef:
-    kept = []
-    for t in terms:
-        t = z3.BoolVal(t) if isinstance(t, bool) else t
-        if z3.is_true(t):
-            return z3.BoolVal(True)
-        if not z3.is_false(t):
-            kept.append(t)
-    return kept[0] if len(kept) == 1 else z3.Or(*kept) if kept else z3.BoolVal(False)
+    return _fold(terms, True, z3.Or)
 
 
 def _all(terms: Iterable[Condition]) -> z3.BoolRef:
+    return _fold(terms, False, z3.And)
+
+
+def _fold(terms: Iterable[Condition], absorbing: bool, join: Callable[..., z3.BoolRef]) -> z3.BoolRef:
+    """`join` of `terms` with the constants folded away: `absorbing` decides it at once,
+    its negation (the identity) drops out."""
     kept = []
     for t in terms:
         t = z3.BoolVal(t) if isinstance(t, bool) else t
-        if z3.is_false(t):
-            return z3.BoolVal(False)
-        if not z3.is_true(t):
+        if (z3.is_true if absorbing else z3.is_false)(t):
+            return z3.BoolVal(absorbing)
+        if not (z3.is_false if absorbing else z3.is_true)(t):
             kept.append(t)
-    return kept[0] if len(kept) == 1 else z3.And(*kept) if kept else z3.BoolVal(True)
+    return kept[0] if len(kept) == 1 else join(*kept) if kept else z3.BoolVal(not absorbing)
 
 
 def _listed(labels: Sequence[str], limit: int = 12) -> str:
