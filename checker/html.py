@@ -126,6 +126,13 @@ def _header(doc: dict[str, Any], title: str) -> str:
     out.append("</dl>")
     if scenario.get("toml"):
         out.append(f'<details><summary>Scenario TOML</summary><pre class="toml">{_e(scenario["toml"])}</pre></details>')
+    for ext in scenario.get("extensions") or []:  # the patch under review, as the run loaded it
+        out.append(f'<details class="extension"><summary>Patch extension <code>{_e(ext.get("name", ""))}</code> '
+                   f'({_e(ext.get("via", ""))})</summary><pre class="python">{_e(ext.get("text", ""))}</pre></details>')
+    if scenario.get("model"):
+        model_file = scenario["model"]
+        out.append(f'<details class="model-file"><summary>Model file <code>{_e(model_file.get("path", ""))}</code>'
+                   f'</summary><pre class="python">{_e(model_file.get("text", ""))}</pre></details>')
     out.append("</header>")
     return "\n".join(out)
 

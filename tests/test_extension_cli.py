@@ -154,3 +154,10 @@ def test_an_extension_s_progress_property_is_checked(capsys: pytest.CaptureFixtu
     assert code == 1, out
     assert "cycle: g0_turns_private: ioctl waits forever" in out
     assert "Broken: g0_turns_private (PROGRESS)" in out
+
+
+def test_the_html_viewer_shows_the_patch(tmp_path: Path) -> None:
+    assert main(["--spec", str(SPEC), "--export", str(tmp_path), "--format", "html"]) == 0
+    page = (tmp_path / "drop_page_pinning.html").read_text()
+    assert 'Patch extension <code>drop_page_pinning.py</code> (spec)' in page
+    assert "DropPagePinning(Extension):" in page
