@@ -161,3 +161,10 @@ def test_the_html_viewer_shows_the_patch(tmp_path: Path) -> None:
     page = (tmp_path / "drop_page_pinning.html").read_text()
     assert 'Patch extension <code>drop_page_pinning.py</code> (spec)' in page
     assert "DropPagePinning(Extension):" in page
+
+
+def test_coverage_says_whether_the_patch_s_own_action_fired(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--spec", str(PATCHES / "dynamic_pamt_fast_path.toml"), "--coverage")
+    assert code == 0
+    [row] = [line.split() for line in out.splitlines() if line.strip().startswith("tdx_pamt_get ")]
+    assert row == ["tdx_pamt_get", "4", "4", "300", "80"]  # instances, ever enabled, enabling, new states
