@@ -14,20 +14,17 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
-import traceback
 import types
 from dataclasses import dataclass
 from pathlib import Path
 
 from invariants import CATALOGUE, Invariant
-from model.lang import Extension
+from model.lang import Extension, UserCodeError, run_from
 from model.mmu import COMPONENTS
 
 from .errors import InputError
 from .files import read_text
 from .text import printable
-
-VIA = ("spec", "--extension")  # where a run's extension was named
 
 
 class ExtensionError(InputError):
@@ -107,10 +104,9 @@ def _classes(text: str, path: str, digest: str) -> tuple[type[Extension], ...]:
     module.__file__ = path
     sys.modules[module.__name__] = module  # dataclasses and typing look their module up
     try:
-        exec(code, module.__dict__)
-    except Exception as e:  # the file's own code: a mistake in it is the user's input
-        lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if f.filename == path]
-        raise ExtensionError(f"{path}:{lines[-1] if lines else 0}", "load", f"{type(e).__name__}: {e}") from None
+        run_from(path, lambda: exec(code, module.__dict__))
+    except UserCodeError as e:
+        raise ExtensionError(e.where, "load", e.what) from None
     classes = tuple(v for v in vars(module).values()
                     if isinstance(v, type) and issubclass(v, Extension) and v.__module__ == module.__name__)
     if not classes:

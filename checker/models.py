@@ -29,7 +29,6 @@ import argparse
 import hashlib
 import re
 import sys
-import traceback
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from typing import Any, TypeVar
 
 from invariants import Bound, Invariant, Kind, applicable, select
 from invariants.core import facts
-from model.lang import DeadlinePassed, Model, ModelError, SolverUnknown
+from model.lang import Model, UserCodeError, run_from
 
 from .errors import InputError, UsageError
 from .files import read_text
@@ -253,14 +252,9 @@ def _blamed(path: str, step: Callable[[], T], what: str) -> T:
     """Run code of the file at `path`; any mistake in it is a ModelFileError at the line
     of the file that was running (the innermost one)."""
     try:
-        return step()
-    except (DeadlinePassed, SolverUnknown, MemoryError):
-        raise  # not the file's mistake: the run's budget, z3's answer, the machine
-    except (Exception, SystemExit) as e:  # the file's own code: any mistake in it is the user's input
-        lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if f.filename == path]
-        where = f"{path}:{lines[-1]}" if lines else path
-        text = str(e) if isinstance(e, ModelError) else f"{type(e).__name__}: {e}"
-        raise ModelFileError(where, what, printable(text)) from None
+        return run_from(path, step)
+    except UserCodeError as e:
+        raise ModelFileError(e.where, what, printable(e.what)) from None
 
 
 def _line(text: str, name: str) -> int:

@@ -16,8 +16,10 @@ import importlib
 import inspect
 import pkgutil
 import re
+import types
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +74,8 @@ def action_sources(extensions: Iterable[type[Extension]] = (), helpers: bool = F
     """Every action method of the MMU model's components and of `extensions` (with
     `helpers`, the other documented methods of their classes instead: the helpers the
     actions build their steps with, `kernel` empty)."""
-    classes: list[type] = []
-    for info in pkgutil.walk_packages(model.mmu.__path__, "model.mmu."):
-        module = importlib.import_module(info.name)
-        classes += [c for c in vars(module).values() if inspect.isclass(c) and c.__module__ == module.__name__]
+    classes: list[type] = [c for m in _mmu_modules() for c in vars(m).values()
+                           if inspect.isclass(c) and c.__module__ == m.__name__]
     classes += list(extensions)
     out = []
     for cls in classes:
@@ -94,8 +94,7 @@ def variants_by_module() -> dict[str, list[tuple[str, Variant]]]:
     """The variants of the shipped components, by the module that defines each."""
     keys = {id(v): f"{name}.{v.name}" for name, cls in COMPONENTS.items() for v in cls.variants}
     out: dict[str, list[tuple[str, Variant]]] = {}
-    for info in pkgutil.walk_packages(model.mmu.__path__, "model.mmu."):
-        module = importlib.import_module(info.name)
+    for module in _mmu_modules():
         for v in vars(module).values():
             if isinstance(v, Variant) and id(v) in keys:
                 out.setdefault(module.__name__, []).append((keys[id(v)], v))
@@ -186,6 +185,13 @@ def report(found: list[tuple[Patch, list[Finding]]], profile: Profile, index: di
         f"{mentioned} only mentioned, {len(uncovered)} not modelled"
         + (f": {', '.join(printable(u) for u in uncovered)}" if uncovered else ""), "", "  ")
     return lines
+
+
+@cache
+def _mmu_modules() -> tuple[types.ModuleType, ...]:
+    """Every module of the MMU model, imported."""
+    return tuple(importlib.import_module(info.name)
+                 for info in pkgutil.walk_packages(model.mmu.__path__, "model.mmu."))
 
 
 def _base(kernel: str) -> str:

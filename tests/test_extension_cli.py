@@ -168,3 +168,15 @@ def test_coverage_says_whether_the_patch_s_own_action_fired(capsys: pytest.Captu
     assert code == 0
     [row] = [line.split() for line in out.splitlines() if line.strip().startswith("tdx_pamt_get ")]
     assert row == ["tdx_pamt_get", "4", "4", "300", "80"]  # instances, ever enabled, enabling, new states
+
+
+@pytest.mark.parametrize("where", ["import", "define"])
+def test_an_extension_that_exits_is_a_mistake_not_a_verdict(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                            where: str) -> None:
+    """sys.exit(0) in an extension must not end the run with exit 0 (or 1): it is bad input."""
+    ext = tmp_path / "quits.py"
+    body = "    def define(self, b):\n        sys.exit(0)\n" if where == "define" else ""
+    ext.write_text("import sys\n\nfrom model.lang import Extension\n\n" + ("sys.exit(0)\n" if where == "import" else "")
+                   + '\n\nclass Quits(Extension):\n    name = "quits"\n    summary = "s"\n' + body)
+    code, out, err = run(capsys, "--spec", str(B4_V619), "--extension", str(ext))
+    assert code == 2 and "SystemExit: 0" in err and f"{ext}:" in err, (out, err)

@@ -18,6 +18,7 @@ from .options import Option, OptionError, resolve
 from .printer import show
 from .schema import Schema
 from .structures import Record, SetField, SetValue, Universe, records
+from .usercode import UserCodeError, run_from
 from .variants import Choices, Variant, VariantValue
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "Step",
     "Universe",
     "UnknownName",
+    "UserCodeError",
     "Variant",
     "VariantValue",
     "case_split",
@@ -67,6 +69,7 @@ __all__ = [
     "printable",
     "records",
     "resolve",
+    "run_from",
     "show",
     "shown",
     "shown_key",

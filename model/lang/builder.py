@@ -391,10 +391,10 @@ class ModelBuilder:
                 before = len(self._actions)
                 self.action(later, actor, a.process, strong=a.strong, **a.args)
                 second = self._actions[before]
-                own = tuple((f, t) for f, t in second.effect)
-                merged = [(f, t) for f, t in rest if not any(f is g for g, _ in own)]
+                merged = [(f, t) for f, t in rest if not any(f is g for g, _ in second.effect)]
+                leave = (pending, z3.IntVal(dom.code("idle")))
                 self._actions[before] = replace(second, guard=z3.And(at, second.guard),
-                                                effect=(*merged, *own, (pending, z3.IntVal(dom.code("idle")))))
+                                                effect=(*merged, *second.effect, leave))
                 halves.append(before)
                 out.append(self._actions[before])
             self._splits.append(_Split(actor, pending, frozenset(halves)))

@@ -9,14 +9,13 @@ keep small state spaces.
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import ClassVar
 
 from .builder import ModelBuilder, UnknownName
-from .deadline import DeadlinePassed
-from .errors import ModelError, SolverUnknown
+from .errors import ModelError
 from .options import Option
+from .usercode import UserCodeError, run_from
 from .variants import Choices, Variant
 
 
@@ -86,19 +85,14 @@ def compose(b: ModelBuilder, instances: Sequence[Component]) -> None:
 
 def _blamed(c: Component, run: Callable[[], None]) -> None:
     """Run one phase of `c`; a mistake in a component loaded from a file outside the
-    tree (an extension: `origin` is its file) is a ModelError naming that file and the
-    line of it that was running, whatever the exception."""
+    tree (an extension: `origin` is its file) names that file and the line of it that
+    was running, whatever the exception."""
     origin = getattr(c, "origin", "")
     if not origin:
         run()
         return
     try:
-        run()
-    except (DeadlinePassed, SolverUnknown, MemoryError):
-        raise  # not a mistake: the run's budget, z3's answer, the machine
-    except Exception as e:  # the extension's own code: any mistake in it is the user's input
-        lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if f.filename == origin]
-        where = f"{origin}:{lines[-1]}" if lines else origin
-        what = str(e) if isinstance(e, ModelError) else f"{type(e).__name__}: {e}"
-        raise ModelError(f"{where}: extension {c.name!r}: {what}") from None
+        run_from(origin, run)
+    except UserCodeError as e:
+        raise UserCodeError(e.where, f"extension {c.name!r}: {e.what}") from None
 
