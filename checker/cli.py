@@ -260,6 +260,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ignore-expected", action="store_true",
                    help="check the scenario plainly: any violation exits 1")
     p.add_argument("--engine", choices=["explicit"], default="explicit", help="search engine")
+    p.add_argument("--workers", type=_positive, default=1, metavar="N",
+                   help="expand each level on N threads (default 1); the results are the same "
+                   "whatever N, state for state")
     p.add_argument("--check-deadlock", action="store_true", help="report states with no enabled action")
     p.add_argument("--witness", action="append", default=[], type=_name, metavar="NAME",
                    help="also print the shortest trace reaching this SOMETIMES witness")
@@ -329,7 +332,8 @@ def check_command(argv: list[str], started: float | None = None) -> int:
         deadline.phase("searching")
         with Meter(spec.name, budget) as meter:
             search = ExplicitSearch(compiled, bounds, budget, args.check_deadlock or spec.check_deadlock,
-                                    meter.tick, all_violations=args.all_violations, coverage=args.coverage)
+                                    meter.tick, all_violations=args.all_violations, coverage=args.coverage,
+                                    workers=args.workers)
             result = search.run()
         progress_bounds = [b for b in bounds if b.kind is Kind.PROGRESS]
         checked = bool(progress_bounds) and result.complete and spec.check_progress

@@ -1,13 +1,14 @@
 """The explicit engine: breadth-first search over packed states, level by level.
 
-Each level is a sorted array of distinct packed states with, for every state, the index
-of its parent in the previous level and the id of the action that produced it; nothing
-else is kept, so a counterexample is rebuilt by walking parent links and replaying the
-model. Duplicate detection is exact (packed states are the keys). Because the search is
-breadth-first and each level is checked whole before the next is built, the first
-violation found is at the smallest possible depth, and the figures reported (distinct,
-generated) do not depend on how levels are split into blocks. Among several ways to
-reach a state, the parent kept is the one with the smallest (parent index, action id).
+Each level is a run of distinct packed states in the visited store (checker/store.py),
+with, for every state, the index of its parent in the previous level and the id of the
+action that produced it; nothing else is kept, so a counterexample is rebuilt by walking
+parent links and replaying the model. Duplicate detection is exact (every word of a
+packed state is compared). Because the search is breadth-first and each level is checked
+whole before the next is built, the first violation found is at the smallest possible
+depth, and the figures reported (distinct, generated) do not depend on how levels are
+split into blocks. Among several ways to reach a state, the parent kept is the one with
+the smallest (parent index, action id), and a level's states are sorted by key.
 
 Budgets are checked after every block. When one runs out, the level being built keeps
 what was found so far, cut to exactly `max_states` stored states (the smallest keys),
@@ -23,7 +24,9 @@ than one test per block.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,13 +35,15 @@ from invariants.core import Bound, Kind
 
 from .budget import Budget
 from .compile import Compiled, compile_predicate
+from .store import StateStore
 
 BLOCK = 1 << 16  # states expanded per vectorised call
+Expanded = list[tuple[int, np.ndarray, np.ndarray]]  # what Compiled.expand returns for a block
 
 
 @dataclass
 class Level:
-    states: np.ndarray  # (n, words) uint64, sorted by key, distinct
+    states: np.ndarray  # (n, words) uint64, distinct, in breadth-first discovery order
     parent: np.ndarray  # uint32: index of each state's parent in the previous level
     action: np.ndarray  # uint16 (uint32 for huge models): id of the action that produced it
 
@@ -79,6 +84,7 @@ class SearchResult:
     seconds: float
     levels: list[Level] = field(repr=False)
     enabled: Enabled | None = field(default=None, repr=False)  # counted with coverage=True only
+    store: StateStore | None = field(default=None, repr=False)  # the levels' states, findable by value
 
     def path(self, depth: int, index: int) -> list[tuple[int, int]]:
         """(action id, index in level) for each step from the initial state to (depth, index)."""
@@ -122,6 +128,7 @@ class ExplicitSearch:
         progress: Progress | None = None,
         all_violations: bool = False,
         coverage: bool = False,
+        workers: int = 1,
     ) -> None:
         self.compiled = compiled
         self.model = compiled.model
@@ -141,15 +148,21 @@ class ExplicitSearch:
         position = {n: i for i, n in enumerate(self._names)}
         self._name_of = [position[a.name] for a in self.model.actions]
         self.enabled: Enabled | None = None  # the counts of the last run, with coverage
-
-    def keys(self, states: np.ndarray) -> np.ndarray:
-        return key_view(states, self.words)
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, not {workers}")
+        self.workers = workers
 
     def run(self) -> SearchResult:
+        if self.workers == 1:
+            return self._run()
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="expand") as self._pool:
+            return self._run()
+
+    def _run(self) -> SearchResult:
         start = time.perf_counter()
-        init = np.array([self.model.init], dtype=np.uint64)
-        levels = [Level(init, np.zeros(1, np.uint32), np.zeros(1, self._aid))]
-        visited = self.keys(init).copy()
+        store = StateStore(self.words, self._aid)
+        store.add(np.array([self.model.init], dtype=np.uint64), np.zeros(1, np.uint32), np.zeros(1, self._aid))
+        spans = [store.end_level()]  # [start, end) of each level in the store
         self._generated = 1
         self._start = start
         self.enabled = None
@@ -159,18 +172,17 @@ class ExplicitSearch:
         witnesses: dict[str, Hit | None] = {b.name: None for b, _ in self.sometimes}
         stop, complete = "fixpoint", True
         deadlock: tuple[int, int] | None = None
-        violations = self._check(levels[0], 0, witnesses, set())
+        violations = self._check(store.states[0:1], 0, witnesses, set())
         if self._stops(violations):
             stop, complete = "violation", False
         depth = 0
         while stop == "fixpoint":
-            frontier = levels[depth].states
             at_bound = self.budget.depth is not None and depth >= self.budget.depth
-            found, dead, why = self._expand(frontier, visited, depth + 1, probe=at_bound)
+            found, dead, why = self._expand(store, spans[depth], depth + 1, probe=at_bound)
             if self.check_deadlock and dead is not None and not at_bound:
                 deadlock, stop, complete = (depth, dead), "deadlock", False
                 break
-            if found is None:
+            if not found:
                 if why:
                     stop, complete = why, False
                 break  # fixpoint: the last level produced nothing new
@@ -179,15 +191,15 @@ class ExplicitSearch:
                 stop, complete = why or "depth", False
                 break
             depth += 1
-            levels.append(found)
-            visited = _merge(visited, self.keys(found.states))
-            violations += self._check(found, depth, witnesses, {h.bound.name for h in violations})
+            spans.append(store.end_level(self._room(store)))
+            lo, hi = spans[depth]
+            violations += self._check(store.states[lo:hi], depth, witnesses, {h.bound.name for h in violations})
             if self._stops(violations):
                 stop, complete = "violation", False
             elif why:
                 stop, complete = why, False  # a budget ran out: this level is partial, but checked
         return SearchResult(
-            distinct=len(visited),
+            distinct=len(store),
             generated=self._generated,
             depth=depth,
             complete=complete,
@@ -196,41 +208,43 @@ class ExplicitSearch:
             witnesses=witnesses,
             deadlock=deadlock,
             seconds=time.perf_counter() - start,
-            levels=levels,
+            levels=[Level(store.states[lo:hi], store.parent[lo:hi], store.action[lo:hi]) for lo, hi in spans],
             enabled=self.enabled,
+            store=store,
         )
 
-    def _expand(
-        self, frontier: np.ndarray, visited: np.ndarray, depth: int, probe: bool
-    ) -> tuple[Level | None, int | None, str | None]:
-        """The next level: new states with their parents and actions.
+    def _room(self, store: StateStore) -> int | None:
+        """How many more states the state budget lets the level being built keep."""
+        return None if self.budget.max_states is None else self.budget.max_states - store.level_start
 
-        Returns (level or None when nothing is new, index of a state without successors
-        or None, the budget that stopped the expansion or None). A budget is checked after
-        every block: the level then holds what was found so far, cut to the state budget
-        exactly. With `probe`, stop at the first new state: only whether one exists matters;
-        with coverage, the rest of the level is still expanded, its successors only counted.
+    def _expand(
+        self, store: StateStore, span: tuple[int, int], depth: int, probe: bool
+    ) -> tuple[bool, int | None, str | None]:
+        """Expand the frontier (the store's states in `span`) into the next level.
+
+        Returns (whether some successor is new, index of a state without successors or
+        None, the budget that stopped the expansion or None). A budget is checked after
+        every block: the level then holds what was found so far, and the caller cuts it to
+        the state budget exactly. With `probe`, nothing is stored and the expansion stops
+        at the first block with a new state: only whether one exists matters; with
+        coverage, the rest of the level is still expanded, its successors only counted.
         """
-        parts_states: list[np.ndarray] = []
-        parts_parent: list[np.ndarray] = []
-        parts_action: list[np.ndarray] = []
-        found = 0  # fresh states in the parts (a state new to two blocks counts twice)
+        lo, hi = span
         dead: int | None = None
         why: str | None = None
-        probed: Level | None = None  # with probe and coverage: the first new state, once found
-        room = None if self.budget.max_states is None else self.budget.max_states - len(visited)
-        for base in range(0, len(frontier), BLOCK):
+        probed = False
+        store.begin_level()
+        room = self._room(store)
+        for base, block, out in self._blocks(store.states[lo:hi]):
             if self.budget.out_of_time():
                 why = "time-limit"
                 break
-            if room is not None and found >= room:
+            if room is not None and len(store) - store.level_start >= room:
                 why = "max-states"
                 break
-            block = frontier[base:base + BLOCK]
-            out = self.compiled.expand(block)
             if self.enabled is not None:
                 self._count(out, len(block))
-            if probed is None:
+            if not probed:
                 if self.check_deadlock and dead is None:
                     enabled = np.zeros(len(block), dtype=bool)
                     for _, idx, _ in out:
@@ -242,39 +256,43 @@ class ExplicitSearch:
                     parent = np.concatenate([idx for _, idx, _ in out]).astype(np.uint32) + np.uint32(base)
                     action = np.concatenate([np.full(len(idx), aid, self._aid) for aid, idx, _ in out])
                     self._generated += len(succ)
-                    # Order candidates by (parent, action) so that the first occurrence of a state,
-                    # which np.unique keeps, is the same whatever the block size.
-                    order = np.argsort(parent, kind="stable")
-                    succ, parent, action = succ[order], parent[order], action[order]
-                    keys = self.keys(succ)
-                    uniq, first = np.unique(keys, return_index=True)
-                    fresh = ~_member(visited, uniq)
-                    if fresh.any():
-                        keep = first[fresh]
-                        if probe:
-                            probed = Level(succ[keep[:1]], parent[keep[:1]], action[keep[:1]])
-                            if self.enabled is None:
-                                return probed, dead, None
-                        else:
-                            parts_states.append(succ[keep])
-                            parts_parent.append(parent[keep])
-                            parts_action.append(action[keep])
-                            found += len(keep)
+                    if probe:
+                        probed = not store.seen(succ).all()
+                        if probed and self.enabled is None:
+                            return True, dead, None
+                    else:
+                        store.add(succ, parent, action)
             if self.progress:
-                self.progress(Tick(depth, len(visited) + found, self._generated, time.perf_counter() - self._start,
-                                   min(base + BLOCK, len(frontier)), len(frontier)))
-        if probed is not None:
-            return probed, dead, why
-        if not parts_states:
-            return None, dead, why
-        states = np.concatenate(parts_states)
-        parent = np.concatenate(parts_parent)
-        action = np.concatenate(parts_action)
-        _, first = np.unique(self.keys(states), return_index=True)
-        if room is not None and len(first) >= room:
-            first = first[:room]  # the smallest keys: the same states whatever the block size
-            why = why or "max-states"
-        return Level(states[first], parent[first], action[first]), dead, why
+                self.progress(Tick(depth, len(store), self._generated, time.perf_counter() - self._start,
+                                   min(base + BLOCK, hi - lo), hi - lo))
+        return probed or len(store) > store.level_start, dead, why
+
+    def _blocks(self, frontier: np.ndarray) -> Iterator[tuple[int, np.ndarray, Expanded]]:
+        """(offset, block, its successors) for each block of the frontier, in order. With
+        more than one worker, the next blocks are expanded on other threads (NumPy lets go
+        of the GIL inside its loops) while this one's successors are stored; a block the
+        caller stops before is expanded but never counted, so the figures do not change."""
+        bases = range(0, len(frontier), BLOCK)
+        if self.workers == 1 or len(bases) == 1:
+            for base in bases:
+                block = frontier[base:base + BLOCK]
+                yield base, block, self.compiled.expand(block)
+            return
+        pending: deque[tuple[int, np.ndarray, Future[Expanded]]] = deque()
+        todo = iter(bases)
+        try:
+            for base in todo:
+                block = frontier[base:base + BLOCK]
+                pending.append((base, block, self._pool.submit(self.compiled.expand, block)))
+                if len(pending) > self.workers:
+                    b, blk, fut = pending.popleft()
+                    yield b, blk, fut.result()
+            while pending:
+                b, blk, fut = pending.popleft()
+                yield b, blk, fut.result()
+        finally:
+            for _, _, fut in pending:
+                fut.cancel()
 
     def _count(self, out: list[tuple[int, np.ndarray, np.ndarray]], n: int) -> None:
         """Coverage: the enabled states of one expanded block of `n` states. Every enabled
@@ -299,39 +317,18 @@ class ExplicitSearch:
         """A violation ends the search, unless every invariant's is wanted and some are missing."""
         return bool(violations) and (not self.all_violations or len(violations) == len(self.always))
 
-    def _check(self, level: Level, depth: int, witnesses: dict[str, Hit | None], known: set[str]) -> list[Hit]:
+    def _check(self, states: np.ndarray, depth: int, witnesses: dict[str, Hit | None], known: set[str]) -> list[Hit]:
         """Invariants violated (for the first time) and witnesses reached in this level."""
         hits: list[Hit] = []
         for bound, pred in self.always:
             if bound.name in known:
                 continue
-            bad = ~pred(level.states)
+            bad = ~pred(states)
             if bad.any():
                 hits.append(Hit(bound, depth, int(np.flatnonzero(bad)[0])))
         for bound, pred in self.sometimes:
             if witnesses[bound.name] is None:
-                good = pred(level.states)
+                good = pred(states)
                 if good.any():
                     witnesses[bound.name] = Hit(bound, depth, int(np.flatnonzero(good)[0]))
         return hits
-
-
-def key_view(states: np.ndarray, words: int) -> np.ndarray:
-    """One comparable key per packed state (the words themselves, no hashing)."""
-    dtype = np.dtype(np.uint64) if words == 1 else np.dtype((np.void, 8 * words))
-    return np.ascontiguousarray(states).view(dtype).reshape(-1)
-
-
-def _member(sorted_keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Which queries occur in `sorted_keys`."""
-    if len(sorted_keys) == 0:
-        return np.zeros(len(queries), dtype=bool)
-    pos = np.searchsorted(sorted_keys, queries)
-    pos[pos == len(sorted_keys)] = 0
-    return sorted_keys[pos] == queries
-
-
-def _merge(sorted_keys: np.ndarray, new_keys: np.ndarray) -> np.ndarray:
-    """Insert distinct, not-yet-present sorted keys into a sorted array."""
-    return np.insert(sorted_keys, np.searchsorted(sorted_keys, new_keys), new_keys)
-

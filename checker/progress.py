@@ -12,8 +12,9 @@ success answer, which BUSY may delay but not forever) is *strongly fair*: a cycl
 passes a state where it is enabled must take it.
 
 This runs after a complete breadth-first search, on the graph of every explored state:
-edges are recomputed from the levels the engine kept, and the strongly connected
-components of the waiting states come from networkx. An SCC contains a weakly fair
+edges are recomputed from the levels the engine kept (each successor found in the
+engine's visited store), and the strongly connected components of the waiting states
+come from checker/scc.py, on arrays. An SCC contains a weakly fair
 cycle exactly when each actor either steps inside it or is disabled in one of its
 states; the cycle shown then passes through such a step or state for every actor. With
 strong actions, a component where one is enabled but never taken inside loses the states
@@ -24,23 +25,18 @@ any fair component); its cycle is built from shortest paths inside the component
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import pairwise
 
-import networkx as nx
 import numpy as np
 
 from invariants.core import Bound, Kind
 from model.lang import checkpoint
 
 from .compile import Compiled, compile_predicate
-from .explicit import BLOCK, SearchResult, key_view
-
-
-class GraphError(Exception):
-    """The state graph does not close over the explored levels: a checker bug."""
+from .explicit import BLOCK, SearchResult
+from .scc import Digraph, GraphError
 
 
 @dataclass
@@ -59,23 +55,20 @@ class StateGraph:
 
 
 def state_graph(compiled: Compiled, result: SearchResult) -> StateGraph:
-    words = compiled.words
-    states = np.concatenate([lv.states for lv in result.levels])
+    store = result.store
+    if store is None:
+        raise GraphError("the search kept no store of its states")
+    states = store.states[:len(store)]  # levels are contiguous in the store: position = global id
     offsets = np.cumsum([0] + [len(lv.states) for lv in result.levels[:-1]])
-    keys = key_view(states, words)
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
     src_parts, dst_parts, act_parts = [], [], []
     for base in range(0, len(states), BLOCK):
         checkpoint()
         for aid, idx, succ in compiled.expand(states[base:base + BLOCK]):
-            succ_keys = key_view(succ, words)
-            pos = np.searchsorted(sorted_keys, succ_keys)
-            pos[pos == len(sorted_keys)] = 0
-            if not (sorted_keys[pos] == succ_keys).all():
+            dst = store.find(succ)
+            if (dst < 0).any():
                 raise GraphError("a successor of an explored state was never explored")
             src_parts.append(idx.astype(np.int64) + base)
-            dst_parts.append(order[pos].astype(np.int64))
+            dst_parts.append(dst)
             act_parts.append(np.full(len(idx), aid, np.int64))
     cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int64))  # noqa: E731
     return StateGraph(offsets, states, cat(src_parts), cat(dst_parts), cat(act_parts))
@@ -147,19 +140,15 @@ def _lasso(g: StateGraph, waits: np.ndarray, actor_id: np.ndarray, n_actors: int
     inside = waits[g.src] & waits[g.dst]
     src, dst, act = g.src[inside], g.dst[inside], g.action[inside]
     nodes = np.flatnonzero(waits)
-    h = nx.DiGraph()
-    h.add_nodes_from(nodes.tolist())
-    for s, d, a in sorted(zip(src.tolist(), dst.tolist(), act.tolist(), strict=True)):
-        if not h.has_edge(s, d):
-            h.add_edge(s, d, action=a)
+    h = Digraph.of(nodes, src, dst, act)
     candidates: list[tuple[int, list[int]]] = []
     stuck = np.flatnonzero(waits & ~enabled.any(axis=1))
     if len(stuck):
         candidates.append((int(stuck[0]), []))
     comp = np.full(n, -1, np.int64)
-    for k, members in enumerate(nx.strongly_connected_components(h)):
-        checkpoint()
-        comp[list(members)] = k
+    ids, labels = h.labels()
+    comp[ids] = labels
+    checkpoint()
     if strong_on:
         comp = _strongly_fair(h, comp, src, dst, act, strong_on)
     nodes = nodes[comp[nodes] >= 0]
@@ -194,7 +183,7 @@ def _lasso(g: StateGraph, waits: np.ndarray, actor_id: np.ndarray, n_actors: int
     return min(candidates, key=lambda c: c[0]) if candidates else None
 
 
-def _strongly_fair(h: nx.DiGraph, comp: np.ndarray, src: np.ndarray, dst: np.ndarray, act: np.ndarray,
+def _strongly_fair(h: Digraph, comp: np.ndarray, src: np.ndarray, dst: np.ndarray, act: np.ndarray,
                    strong_on: dict[int, set[int]]) -> np.ndarray:
     """`comp` (a component label per state, -1 outside `h`) with each cyclic component
     that passes a strong action by split again (`_strongly_fair_components`); the states
@@ -222,13 +211,14 @@ def _strongly_fair(h: nx.DiGraph, comp: np.ndarray, src: np.ndarray, dst: np.nda
         out[list(members)] = -1
         lo, hi = bounds[c], bounds[c + 1]
         edges = (isrc[lo:hi], idst[lo:hi], iact[lo:hi])
-        for sub in _strongly_fair_components(h, members, edges, strong_on):
+        for sub in _strongly_fair_components(Digraph.of(np.flatnonzero(comp == c), *edges), members, edges,
+                                             strong_on):
             out[list(sub)] = label
             label += 1
     return out
 
 
-def _strongly_fair_components(h: nx.DiGraph, members: set[int], edges: tuple[np.ndarray, np.ndarray, np.ndarray],
+def _strongly_fair_components(h: Digraph, members: set[int], edges: tuple[np.ndarray, np.ndarray, np.ndarray],
                               strong_on: dict[int, set[int]]) -> list[set[int]]:
     """The strongly connected component `members` of `h` (whose inside `edges` are
     given), split until every strong action enabled in one of its states is taken on one
@@ -241,7 +231,7 @@ def _strongly_fair_components(h: nx.DiGraph, members: set[int], edges: tuple[np.
     while work:
         checkpoint()
         part = work.pop()
-        if len(part) == 1 and not any(h.has_edge(s, s) for s in part):
+        if len(part) == 1 and not h.has_loop(np.fromiter(part, np.int64, 1)):
             out.append(part)
             continue
         ids = np.fromiter(part, np.int64, len(part))
@@ -251,12 +241,12 @@ def _strongly_fair_components(h: nx.DiGraph, members: set[int], edges: tuple[np.
             out.append(part)
             continue
         rest = part - set().union(*(strong_on[a] for a in missed))
-        work += [set(c) for c in nx.strongly_connected_components(h.subgraph(rest))]
+        work += [set(c.tolist()) for c in h.components(np.fromiter(rest, np.int64, len(rest)))]
     return sorted(out, key=min)
 
 
 def _fair_cycle(
-    h: nx.DiGraph, entry: int, members: set[int], steps: dict[int, list[tuple[int, int, int]]],
+    h: Digraph, entry: int, members: set[int], steps: dict[int, list[tuple[int, int, int]]],
     somewhere: np.ndarray, enabled: np.ndarray, actor_id: np.ndarray,
     must: dict[int, list[tuple[int, int, int]]],
 ) -> list[int]:
@@ -273,9 +263,9 @@ def _fair_cycle(
 
     def walk(goal: set[int]) -> None:
         nonlocal current
-        route = _bfs(h, current, goal, members)
+        route = h.route(current, goal, members)
         for u, v in pairwise(route):
-            path.append(h.edges[u, v]["action"])
+            path.append(h.action(u, v))
             visited.append(v)
         current = route[-1]
 
@@ -299,29 +289,9 @@ def _fair_cycle(
         visited.append(step[1])
         current = step[1]
     if not path:
-        first = min(v for v in h.successors(entry) if v in members)
-        path.append(h.edges[entry, first]["action"])
+        first = min(v for v in h.successors(entry)[0].tolist() if v in members)
+        path.append(h.action(entry, first))
         visited.append(first)
         current = first
     walk({entry})
     return path
-
-
-def _bfs(h: nx.DiGraph, start: int, goal: set[int], members: set[int]) -> list[int]:
-    """The shortest route from `start` to a state of `goal`, inside `members` (ties: smallest ids)."""
-    if start in goal:
-        return [start]
-    parent = {start: start}
-    queue = deque([start])
-    while queue:
-        u = queue.popleft()
-        for v in sorted(h.successors(u)):
-            if v in members and v not in parent:
-                parent[v] = u
-                if v in goal:
-                    route = [v]
-                    while route[-1] != start:
-                        route.append(parent[route[-1]])
-                    return route[::-1]
-                queue.append(v)
-    raise GraphError("no route inside a strongly connected component")
