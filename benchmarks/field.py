@@ -107,7 +107,7 @@ def tlc(processes: int, modulus: int) -> dict[str, float] | None:
         out, cpu, rss = _timed(["java", "-XX:+UseParallelGC", "-cp", str(jar), "tlc2.TLC", "-workers", "1",
                                 "-deadlock", "-metadir", str(Path(tmp, "states")), "Counter.tla"], tmp)
         wall = time.perf_counter() - start
-    found = re.search(r"([\d,]+) distinct states found", out)
-    if found is None:
-        raise RuntimeError(f"TLC's report has no 'distinct states found':\n{out[-2000:]}")
-    return {"distinct": int(found.group(1).replace(",", "")), "cpu": cpu, "seconds": wall, "peak_rss": rss}
+    found = re.findall(r"([\d,]+) distinct states found, 0 states left on queue", out)  # the last: the final count
+    if not found or "No error has been found" not in out:
+        raise RuntimeError(f"TLC did not finish its search:\n{out[-2000:]}")
+    return {"distinct": int(found[-1].replace(",", "")), "cpu": cpu, "seconds": wall, "peak_rss": rss}

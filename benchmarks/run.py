@@ -83,7 +83,7 @@ def scenario_model(name: str):  # type: ignore[no-untyped-def]
     base = load(ROOT / str(base_spec)) if base_spec else default_spec()
     sizes = Sizes(**{**base.sizes.__dict__, **changes.get("sizes", {})})
     options = {c: {**o, **changes.get(c, {})} for c, o in base.options.items()}
-    spec = dataclasses.replace(base, name=name, sizes=sizes, options=options, expect=None, _models={})
+    spec = dataclasses.replace(base, name=name, sizes=sizes, options=options, expectation=None, _models={})
     model = spec.build()
     return model, spec.bound_invariants(model), spec.check_progress
 
@@ -106,7 +106,9 @@ def child(engine: str, name: str) -> None:
         compiled = compile_model(model)
         compiled_s = time.perf_counter() - t1
         from checker.progress import find_lassos
+        from examples.counter import build as counter
 
+        ExplicitSearch(compile_model(counter(2, 2)), [], Budget()).run()  # load the store's compiled loops
         cpu = time.process_time()
         r = ExplicitSearch(compiled, bounds, Budget()).run()
         cpu = time.process_time() - cpu

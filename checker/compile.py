@@ -65,16 +65,26 @@ SCALAR = _Dialect("True", "False", " and ", " or ", "(not {0})", "({1} if {0} el
 class _Emitter:
     """Translates z3 terms to Python expressions over named field values, in a dialect."""
 
-    def __init__(self, fields: dict[str, Field], where: str, dialect: _Dialect = VECTOR) -> None:
+    def __init__(self, fields: dict[str, Field], where: str, dialect: _Dialect = VECTOR,
+                 memo: dict[int, str] | None = None) -> None:
         self.fields = fields
         self.where = where
         self.d = dialect
         self.temps: dict[int, str] = {}  # z3 ast id -> temporary name, for shared sub-terms
+        # z3 ast id -> its translation: z3 shares sub-terms between guards, so each is
+        # walked once (emitters sharing a memo name fields the same way)
+        self.memo: dict[int, str] = {} if memo is None else memo
 
     def expr(self, t: z3.ExprRef, field_ref: Callable[[Field], str]) -> str:
         tid = t.get_id()
         if tid in self.temps:
             return self.temps[tid]
+        done = self.memo.get(tid)
+        if done is None:
+            done = self.memo[tid] = self._expr(t, field_ref)
+        return done
+
+    def _expr(self, t: z3.ExprRef, field_ref: Callable[[Field], str]) -> str:
         d = self.d
         if z3.is_true(t):
             return d.true
@@ -215,13 +225,14 @@ def _compile_model(model: Model) -> Compiled:
         emit.temps[t.get_id()] = f"t{i}"
         lines.append(f"    t{i} = {code}")
     lines.append("    out = []")
+    memo: dict[int, str] = {}  # shared by the effects, which all read fields as s<index>
     for a in model.actions:
         checkpoint()
         emit.where = f"guard of action {a.key}"
         lines.append(f"    # {a.key}")
         lines.append(f"    idx = _nonzero({emit.expr(a.guard, lambda f: f'f{f.index}')}, _n)")
         lines.append("    if idx.size:")
-        lines.extend("        " + s for s in _effect_lines(model, a.effect, f"effect of action {a.key}"))
+        lines.extend("        " + s for s in _effect_lines(model, a.effect, f"effect of action {a.key}", memo))
         lines.append(f"        out.append(({a.id}, idx, N))")
     lines.append("    return out")
     source = "\n".join(lines) + "\n"
@@ -230,10 +241,11 @@ def _compile_model(model: Model) -> Compiled:
     return Compiled(model, schema.words, namespace["expand"], source)
 
 
-def _effect_lines(model: Model, effect: Sequence[tuple[Field, z3.ExprRef]], where: str) -> list[str]:
+def _effect_lines(model: Model, effect: Sequence[tuple[Field, z3.ExprRef]], where: str,
+                  memo: dict[int, str]) -> list[str]:
     schema = model.schema
     fields = dict(schema.by_name)
-    emit = _Emitter(fields, where)
+    emit = _Emitter(fields, where, memo=memo)
     lines = ["N = S[idx]"]
     reads = _used_fields([t for _, t in effect], fields)
     for f in reads:

@@ -449,7 +449,7 @@ class ModelBuilder:
 
     def _check_domains(self, fields: Sequence[Field]) -> None:
         """Prove every computed effect value lies in its field's domain."""
-        constraints = [f.domain.constraint(f.var) for f in fields] + [f.term for f in self._facts]
+        context = solver.Context([f.domain.constraint(f.var) for f in fields] + [f.term for f in self._facts])
         for a in self._actions:
             checkpoint()
             for f, term in a.effect:
@@ -459,7 +459,7 @@ class ModelBuilder:
                     src = self._names[term.decl().name()].domain
                     if src.lo >= f.domain.lo and src.lo + src.size <= f.domain.lo + f.domain.size:
                         continue
-                witness = solver.satisfiable([*constraints, a.guard, z3.Not(f.domain.constraint(term))])
+                witness = context.satisfiable([a.guard, z3.Not(f.domain.constraint(term))])
                 if witness is not None:
                     raise ModelError(
                         f"action {a.key}{_at(a)} can write {f.name} := {term} outside "
@@ -473,11 +473,11 @@ class ModelBuilder:
         """Prove what `require()` asked of each action that uses the terms it named."""
         if not self._required:
             return
-        constraints = [f.domain.constraint(f.var) for f in fields] + [f.term for f in self._facts]
+        context = solver.Context([f.domain.constraint(f.var) for f in fields] + [f.term for f in self._facts])
         for a in self._actions:
             checkpoint()
             for req in _required_in([a.guard, *(t for _, t in a.effect)], self._required):
-                witness = solver.satisfiable([*constraints, a.guard, z3.Not(req.condition)])
+                witness = context.satisfiable([a.guard, z3.Not(req.condition)])
                 if witness is not None:
                     raise ModelError(
                         f"action {a.key}{_at(a)} {req.what} (it can fail where "

@@ -34,6 +34,33 @@ def satisfiable(
     raise SolverUnknown(f"z3 answered unknown ({solver.reason_unknown()})")
 
 
+class Context:
+    """Queries that share a large background (domains, facts): the background is asserted
+    once and each query is checked inside push/pop. Only "unsatisfiable" is taken from
+    it; anything else is asked again of a fresh solver by `satisfiable`, so a witness (and
+    every message built from one) is exactly what a single query would give."""
+
+    def __init__(self, background: Iterable[z3.BoolRef], timeout_ms: int = DEFAULT_TIMEOUT_MS) -> None:
+        self.background = list(background)
+        self.timeout_ms = timeout_ms
+        self._solver = z3.SolverFor("QF_LIA")
+        self._solver.set("timeout", timeout_ms)
+        self._solver.set("random_seed", SEED)
+        self._solver.add(*self.background)
+
+    def satisfiable(self, formulas: Iterable[z3.BoolRef]) -> z3.ModelRef | None:
+        checkpoint()
+        formulas = list(formulas)
+        self._solver.push()
+        try:
+            self._solver.add(*formulas)
+            if self._solver.check() == z3.unsat:
+                return None
+        finally:
+            self._solver.pop()
+        return satisfiable([*self.background, *formulas], self.timeout_ms)
+
+
 def valid(formula: z3.BoolRef, assumptions: Iterable[z3.BoolRef] = (),
           timeout_ms: int = DEFAULT_TIMEOUT_MS) -> bool:
     """Whether `formula` holds under every assignment satisfying `assumptions`."""
