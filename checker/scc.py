@@ -3,7 +3,7 @@
 The no-progress check (checker/progress.py) needs the SCCs of the waiting states' graph
 and short routes inside one of them. The graph can have as many nodes as the search has
 states, so it is kept as sorted edge arrays (CSR), never as Python objects, and the
-components come from an iterative Tarjan compiled once by numba.
+components come from an iterative Tarjan compiled once by numba (checker/loops.py).
 """
 
 from __future__ import annotations
@@ -12,73 +12,10 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
 
 class GraphError(Exception):
     """The state graph does not close over the explored levels: a checker bug."""
-
-
-@njit(cache=True, nogil=True)
-def _tarjan(indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """Component label of each node 0..n-1 (labels in the order components complete)."""
-    n = indptr.shape[0] - 1
-    index = np.full(n, -1, np.int64)
-    low = np.zeros(n, np.int64)
-    on_stack = np.zeros(n, np.bool_)
-    comp = np.full(n, -1, np.int64)
-    stack = np.empty(n, np.int64)
-    call_v = np.empty(n, np.int64)
-    call_e = np.empty(n, np.int64)
-    sp = 0
-    counter = 0
-    ncomp = 0
-    for root in range(n):
-        if index[root] >= 0:
-            continue
-        index[root] = counter
-        low[root] = counter
-        counter += 1
-        stack[sp] = root
-        sp += 1
-        on_stack[root] = True
-        call_v[0] = root
-        call_e[0] = indptr[root]
-        cp = 1
-        while cp > 0:
-            v = call_v[cp - 1]
-            e = call_e[cp - 1]
-            if e < indptr[v + 1]:
-                call_e[cp - 1] = e + 1
-                w = indices[e]
-                if index[w] < 0:
-                    index[w] = counter
-                    low[w] = counter
-                    counter += 1
-                    stack[sp] = w
-                    sp += 1
-                    on_stack[w] = True
-                    call_v[cp] = w
-                    call_e[cp] = indptr[w]
-                    cp += 1
-                elif on_stack[w] and index[w] < low[v]:
-                    low[v] = index[w]
-            else:
-                if low[v] == index[v]:
-                    while True:
-                        sp -= 1
-                        w = stack[sp]
-                        on_stack[w] = False
-                        comp[w] = ncomp
-                        if w == v:
-                            break
-                    ncomp += 1
-                cp -= 1
-                if cp > 0:
-                    u = call_v[cp - 1]
-                    if low[v] < low[u]:
-                        low[u] = low[v]
-    return comp
 
 
 @dataclass
@@ -123,7 +60,9 @@ class Digraph:
         local_dst = np.searchsorted(ids, self.dst[keep])  # edges stay sorted by (src, dst)
         indptr = np.zeros(len(ids) + 1, np.int64)
         np.cumsum(np.bincount(local_src, minlength=len(ids)), out=indptr[1:])
-        label = _tarjan(indptr, local_dst.astype(np.int64))
+        from .store import loops
+
+        label = loops().tarjan(indptr, local_dst.astype(np.int64))
         ncomp = int(label.max()) + 1
         first = np.full(ncomp, len(ids), np.int64)
         np.minimum.at(first, label, np.arange(len(ids)))

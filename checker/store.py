@@ -1,13 +1,15 @@
 """The visited store of the explicit engine: every distinct state found, exactly.
 
-States are kept once, in breadth-first discovery order, in one growing array beside the
-index of each state's parent (in the previous level) and the id of the action that
-produced it. An open-addressing hash table of 32-bit slots (the state's position + 1,
-0 for empty) answers "seen before?" by comparing the packed words themselves, so there
-are no fingerprint collisions: two states are the same only if every word is.
+States are kept once, in breadth-first discovery order, in one array beside the index
+of each state's parent (in the previous level) and the id of the action that produced it.
+The arrays are reserved at the size physical memory could hold and backed page by page
+as they fill, so they are never copied to grow and cost only what is stored. An
+open-addressing hash table of 32-bit slots (the state's position + 1, 0 for empty)
+answers "seen before?" by comparing the packed words themselves, so there are no
+fingerprint collisions: two states are the same only if every word is.
 
-The loops that probe and fill the table are compiled once by numba (and cached beside
-this file); everything else is NumPy on whole arrays.
+The loops that probe and fill the table are compiled once by numba (checker/loops.py,
+imported on first use); everything else is NumPy on whole arrays.
 
 Determinism: while a level is built, a state reached again keeps the smallest
 (parent, action) pair seen, whatever order the candidates arrive in; when the level is
@@ -17,128 +19,13 @@ counterexample chosen among equally short ones, depends only on the model.
 
 from __future__ import annotations
 
+import mmap
+import os
+from types import ModuleType
+
 import numpy as np
-from numba import njit
 
-_EMPTY = np.uint32(0)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_SEED = np.uint64(0x9E3779B97F4A7C15)
 _MAX_LOAD = 0.5  # the table is grown before a batch could fill it past this
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _hash(states: np.ndarray, i: int) -> np.uint64:
-    """splitmix64's finaliser folded over the state's words."""
-    h = _SEED
-    for w in range(states.shape[1]):
-        h ^= states[i, w]
-        h ^= h >> np.uint64(30)
-        h *= _MIX1
-        h ^= h >> np.uint64(27)
-        h *= _MIX2
-        h ^= h >> np.uint64(31)
-    return h
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _same(a: np.ndarray, i: int, b: np.ndarray, j: int) -> bool:
-    for w in range(a.shape[1]):
-        if a[i, w] != b[j, w]:
-            return False
-    return True
-
-
-@njit(cache=True, nogil=True)
-def _insert(table: np.ndarray, states: np.ndarray, parent: np.ndarray, action: np.ndarray, count: int,
-            level_start: int, succ: np.ndarray, succ_parent: np.ndarray, succ_action: np.ndarray) -> int:
-    """Add the candidates not seen yet; a candidate of this level seen again keeps the
-    smaller (parent, action). Returns the new count. The caller guarantees room."""
-    mask = np.uint64(table.shape[0] - 1)
-    for j in range(succ.shape[0]):
-        slot = _hash(succ, j) & mask
-        while True:
-            e = table[slot]
-            if e == 0:
-                for w in range(states.shape[1]):
-                    states[count, w] = succ[j, w]
-                parent[count] = succ_parent[j]
-                action[count] = succ_action[j]
-                count += 1
-                table[slot] = np.uint32(count)
-                break
-            k = np.int64(e) - 1
-            if _same(states, k, succ, j):
-                if k >= level_start and (succ_parent[j] < parent[k]
-                                         or (succ_parent[j] == parent[k] and succ_action[j] < action[k])):
-                    parent[k] = succ_parent[j]
-                    action[k] = succ_action[j]
-                break
-            slot = (slot + np.uint64(1)) & mask
-    return count
-
-
-@njit(cache=True, nogil=True)
-def _seen(table: np.ndarray, states: np.ndarray, succ: np.ndarray) -> np.ndarray:
-    """For each candidate, whether it is stored."""
-    mask = np.uint64(table.shape[0] - 1)
-    out = np.zeros(succ.shape[0], dtype=np.bool_)
-    for j in range(succ.shape[0]):
-        slot = _hash(succ, j) & mask
-        while True:
-            e = table[slot]
-            if e == 0:
-                break
-            if _same(states, np.int64(e) - 1, succ, j):
-                out[j] = True
-                break
-            slot = (slot + np.uint64(1)) & mask
-    return out
-
-
-@njit(cache=True, nogil=True)
-def _find(table: np.ndarray, states: np.ndarray, succ: np.ndarray) -> np.ndarray:
-    """For each candidate, its position in the store, or -1."""
-    mask = np.uint64(table.shape[0] - 1)
-    out = np.full(succ.shape[0], -1, dtype=np.int64)
-    for j in range(succ.shape[0]):
-        slot = _hash(succ, j) & mask
-        while True:
-            e = table[slot]
-            if e == 0:
-                break
-            if _same(states, np.int64(e) - 1, succ, j):
-                out[j] = np.int64(e) - 1
-                break
-            slot = (slot + np.uint64(1)) & mask
-    return out
-
-
-@njit(cache=True, nogil=True)
-def _renumber(table: np.ndarray, states: np.ndarray, start: int, old_of: np.ndarray) -> None:
-    """The states from `start` on were moved: the one now at start + p was at
-    start + old_of[p]. Point their slots at the new positions (every slot is found
-    before any is rewritten, so a rewritten slot is never taken for an old one)."""
-    mask = np.uint64(table.shape[0] - 1)
-    slots = np.empty(old_of.shape[0], dtype=np.uint64)
-    for p in range(old_of.shape[0]):
-        old = np.uint32(start + old_of[p] + 1)
-        slot = _hash(states, start + p) & mask
-        while table[slot] != old:
-            slot = (slot + np.uint64(1)) & mask
-        slots[p] = slot
-    for p in range(old_of.shape[0]):
-        table[slots[p]] = np.uint32(start + p + 1)
-
-
-@njit(cache=True, nogil=True)
-def _rehash(table: np.ndarray, states: np.ndarray, count: int) -> None:
-    mask = np.uint64(table.shape[0] - 1)
-    for i in range(count):
-        slot = _hash(states, i) & mask
-        while table[slot] != 0:
-            slot = (slot + np.uint64(1)) & mask
-        table[slot] = np.uint32(i + 1)
 
 
 class StateStore:
@@ -146,14 +33,19 @@ class StateStore:
 
     LIMIT = (1 << 32) - 2  # slots hold position + 1 in 32 bits
 
-    def __init__(self, words: int, action_dtype: type, capacity: int = 1 << 12) -> None:
+    def __init__(self, words: int, action_dtype: type, capacity: int | None = None) -> None:
+        """`capacity` states are reserved (default: as many as physical memory could
+        hold); memory is taken only as states are written, and the arrays are copied into
+        larger ones only beyond the reservation."""
         self.words = words
         self.count = 0
         self.level_start = 0
-        self.states = np.zeros((capacity, words), np.uint64)
-        self.parent = np.zeros(capacity, np.uint32)
-        self.action = np.zeros(capacity, action_dtype)
-        self.table = np.zeros(_pow2(int(capacity / _MAX_LOAD)), np.uint32)
+        if capacity is None:
+            capacity = min(self.LIMIT, max(1 << 12, _physical_memory() // (8 * words)))
+        self.states = _lazy((capacity, words), np.uint64)
+        self.parent = _lazy((capacity,), np.uint32)
+        self.action = _lazy((capacity,), action_dtype)
+        self.table = np.zeros(1 << 13, np.uint32)
 
     def __len__(self) -> int:
         return self.count
@@ -168,15 +60,15 @@ class StateStore:
     def add(self, succ: np.ndarray, parent: np.ndarray, action: np.ndarray) -> None:
         """Store the candidates not seen before (exact comparison of every word)."""
         self._room(self.count + len(succ))
-        self.count = _insert(self.table, self.states, self.parent, self.action, self.count,
+        self.count = loops().insert(self.table, self.states, self.parent, self.action, self.count,
                              self.level_start, np.ascontiguousarray(succ), parent, action)
 
     def seen(self, succ: np.ndarray) -> np.ndarray:
-        return _seen(self.table, self.states, np.ascontiguousarray(succ))
+        return loops().seen(self.table, self.states, np.ascontiguousarray(succ))
 
     def find(self, succ: np.ndarray) -> np.ndarray:
         """Position of each candidate in the store (discovery order), -1 if absent."""
-        return _find(self.table, self.states, np.ascontiguousarray(succ))
+        return loops().find(self.table, self.states, np.ascontiguousarray(succ))
 
     def end_level(self, keep: int | None = None) -> tuple[int, int]:
         """Put this level's states in key order and keep the first `keep` of them;
@@ -188,7 +80,7 @@ class StateStore:
             self.states[start:end] = self.states[start:end][order]
             self.parent[start:end] = self.parent[start:end][order]
             self.action[start:end] = self.action[start:end][order]
-            _renumber(self.table, self.states, start, order)
+            loops().renumber(self.table, self.states, start, order)
         if keep is not None and keep < n:
             self.count = end = start + keep  # the search stops here: the table is not read again
         return start, end
@@ -203,7 +95,14 @@ class StateStore:
             self.action = _grown(self.action, size)
         if need > len(self.table) * _MAX_LOAD:
             self.table = np.zeros(_pow2(int(need / _MAX_LOAD) + 1), np.uint32)
-            _rehash(self.table, self.states, self.count)
+            loops().rehash(self.table, self.states, self.count)
+
+
+def loops() -> ModuleType:
+    """checker.loops, imported when first needed (it loads numba)."""
+    from . import loops as compiled
+
+    return compiled
 
 
 def key_order(states: np.ndarray) -> np.ndarray:
@@ -216,8 +115,24 @@ def key_order(states: np.ndarray) -> np.ndarray:
     return np.lexsort([states[:, w].byteswap() for w in reversed(range(states.shape[1]))])
 
 
+def _lazy(shape: tuple[int, ...], dtype: type | np.dtype) -> np.ndarray:
+    """A zeroed array whose memory is taken page by page as it is written: an anonymous
+    mapping (MAP_NORESERVE, so that reserving more than is used is not refused)."""
+    size = int(np.prod(shape))
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", 0)
+    buf = mmap.mmap(-1, max(size * np.dtype(dtype).itemsize, 1), flags=flags)
+    return np.frombuffer(buf, dtype, count=size).reshape(shape)
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 32
+
+
 def _grown(a: np.ndarray, size: int) -> np.ndarray:
-    out = np.empty((size, *a.shape[1:]), a.dtype)
+    out = _lazy((size, *a.shape[1:]), a.dtype)
     out[:len(a)] = a
     return out
 
