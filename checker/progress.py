@@ -206,13 +206,17 @@ def _strongly_fair(h: Digraph, comp: np.ndarray, src: np.ndarray, dst: np.ndarra
     order = np.argsort(comp[isrc], kind="stable")
     isrc, idst, iact = isrc[order], idst[order], iact[order]
     bounds = np.searchsorted(comp[isrc], np.arange(ncomp + 1))
+    # the states of each component, grouped the same way (a scan of all states per
+    # component would make this quadratic)
+    by_comp = np.argsort(comp, kind="stable")
+    node_bounds = np.searchsorted(comp[by_comp], np.arange(ncomp + 1))
     for c in sorted(missed):
-        members = set(np.flatnonzero(comp == c).tolist())
-        out[list(members)] = -1
+        ids = by_comp[node_bounds[c]:node_bounds[c + 1]]
+        members = set(ids.tolist())
+        out[ids] = -1
         lo, hi = bounds[c], bounds[c + 1]
         edges = (isrc[lo:hi], idst[lo:hi], iact[lo:hi])
-        for sub in _strongly_fair_components(Digraph.of(np.flatnonzero(comp == c), *edges), members, edges,
-                                             strong_on):
+        for sub in _strongly_fair_components(Digraph.of(ids, *edges), members, edges, strong_on):
             out[list(sub)] = label
             label += 1
     return out
