@@ -68,24 +68,6 @@ def insert(table: np.ndarray, states: np.ndarray, parent: np.ndarray, action: np
 
 
 @njit(cache=True, nogil=True)
-def seen(table: np.ndarray, states: np.ndarray, succ: np.ndarray) -> np.ndarray:
-    """For each candidate, whether it is stored."""
-    mask = np.uint64(table.shape[0] - 1)
-    out = np.zeros(succ.shape[0], dtype=np.bool_)
-    for j in range(succ.shape[0]):
-        slot = _hash(succ, j) & mask
-        while True:
-            e = table[slot]
-            if e == 0:
-                break
-            if _same(states, np.int64(e) - 1, succ, j):
-                out[j] = True
-                break
-            slot = (slot + np.uint64(1)) & mask
-    return out
-
-
-@njit(cache=True, nogil=True)
 def find(table: np.ndarray, states: np.ndarray, succ: np.ndarray) -> np.ndarray:
     """For each candidate, its position in the store, or -1."""
     mask = np.uint64(table.shape[0] - 1)
@@ -147,41 +129,39 @@ def tarjan(indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
     for root in range(n):
         if index[root] >= 0:
             continue
-        index[root] = counter
-        low[root] = counter
-        counter += 1
-        stack[sp] = root
-        sp += 1
-        on_stack[root] = True
-        call_v[0] = root
-        call_e[0] = indptr[root]
-        cp = 1
-        while cp > 0:
+        w = root  # the node to enter next, -1 for none
+        cp = 0
+        while True:
+            if w >= 0:
+                index[w] = counter
+                low[w] = counter
+                counter += 1
+                stack[sp] = w
+                sp += 1
+                on_stack[w] = True
+                call_v[cp] = w
+                call_e[cp] = indptr[w]
+                cp += 1
+                w = -1
+            if cp == 0:
+                break
             v = call_v[cp - 1]
             e = call_e[cp - 1]
             if e < indptr[v + 1]:
                 call_e[cp - 1] = e + 1
-                w = indices[e]
-                if index[w] < 0:
-                    index[w] = counter
-                    low[w] = counter
-                    counter += 1
-                    stack[sp] = w
-                    sp += 1
-                    on_stack[w] = True
-                    call_v[cp] = w
-                    call_e[cp] = indptr[w]
-                    cp += 1
-                elif on_stack[w] and index[w] < low[v]:
-                    low[v] = index[w]
+                x = indices[e]
+                if index[x] < 0:
+                    w = x
+                elif on_stack[x] and index[x] < low[v]:
+                    low[v] = index[x]
             else:
                 if low[v] == index[v]:
                     while True:
                         sp -= 1
-                        w = stack[sp]
-                        on_stack[w] = False
-                        comp[w] = ncomp
-                        if w == v:
+                        x = stack[sp]
+                        on_stack[x] = False
+                        comp[x] = ncomp
+                        if x == v:
                             break
                     ncomp += 1
                 cp -= 1

@@ -64,7 +64,7 @@ class StateStore:
                              self.level_start, np.ascontiguousarray(succ), parent, action)
 
     def seen(self, succ: np.ndarray) -> np.ndarray:
-        return loops().seen(self.table, self.states, np.ascontiguousarray(succ))
+        return self.find(succ) >= 0
 
     def find(self, succ: np.ndarray) -> np.ndarray:
         """Position of each candidate in the store (discovery order), -1 if absent."""
