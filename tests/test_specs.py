@@ -94,6 +94,19 @@ def _marks(path: Path, profile: str) -> list[pytest.MarkDecorator]:
     return [pytest.mark.slow] if path.stem in SLOW_ELSEWHERE else [pytest.mark.gate]
 
 
+@pytest.mark.gate
+@pytest.mark.parametrize("path", [p for p in SPECS if _light(p)], ids=lambda p: p.stem)
+def test_two_workers_print_what_one_prints(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The specs whose whole check the default selection runs on one thread, on two:
+    the same verdicts, counterexamples and figures, byte for byte (the gate runs every
+    other spec's check on two threads against its pinned figures)."""
+    outputs = []
+    for workers in ("1", "2"):
+        assert main(["--spec", str(path), "--workers", workers]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1]
+
+
 @pytest.mark.parametrize("path", [p for p in SPECS if not _light(p)], ids=lambda p: p.stem)
 def test_every_spec_runs_a_few_levels(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """What the default selection runs of a spec too large to check whole there: it loads,
@@ -120,7 +133,9 @@ def test_spec_meets_its_expectation(path: Path, profile: str, capsys: pytest.Cap
     assert spec.expect is not None
     own = profile == spec.expected_under[0]
     index = ["--coverage", "--export", str(tmp_path)] if own else []
-    assert main(["--spec", str(path), "--profile", profile, *index]) == 0
+    # what runs in the gate runs on two threads: the pinned figures are those of one
+    workers = [] if own and _light(path) else ["--workers", "2"]
+    assert main(["--spec", str(path), "--profile", profile, *index, *workers]) == 0
     out = capsys.readouterr().out
     if own:
         cov = json.loads((tmp_path / f"{path.stem}.coverage.json").read_text())
