@@ -139,7 +139,7 @@ def per_cpu_s(m: dict[str, float]) -> float:
     return m["distinct"] / m["cpu"] if m["cpu"] else float("inf")
 
 
-def line(engine: str, name: str, m: dict[str, float], extra: str = "") -> str:
+def line(engine: str, name: str, m: dict[str, float]) -> str:
     rate = m["distinct"] / m["seconds"] if m["seconds"] else float("inf")
     head = (f"engine={engine} scenario={name} distinct={m['distinct']} "
             + (f"generated={m['generated']} depth={m['depth']} complete={'yes' if m['complete'] else 'no'} "
@@ -148,7 +148,7 @@ def line(engine: str, name: str, m: dict[str, float], extra: str = "") -> str:
             f"states_per_cpu_s={per_cpu_s(m):.0f} bytes_per_state={m['peak_rss'] / m['distinct']:.0f} "
             f"peak_rss_mib={m['peak_rss'] / 2**20:.0f}"
             + (f" build_s={m['build']:.2f} compile_s={m['compile']:.2f}" if "build" in m else "")
-            + (f" progress_s={m['progress']:.2f} cycles={m['cycles']}" if "progress" in m else "") + extra)
+            + (f" progress_s={m['progress']:.2f} cycles={m['cycles']}" if "progress" in m else ""))
 
 
 def against_reference(name: str, fast: dict[str, float]) -> None:

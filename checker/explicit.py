@@ -43,7 +43,7 @@ Expanded = list[tuple[int, np.ndarray, np.ndarray]]  # what Compiled.expand retu
 
 @dataclass
 class Level:
-    states: np.ndarray  # (n, words) uint64, distinct, in breadth-first discovery order
+    states: np.ndarray  # (n, words) uint64, distinct, sorted by key
     parent: np.ndarray  # uint32: index of each state's parent in the previous level
     action: np.ndarray  # uint16 (uint32 for huge models): id of the action that produced it
 
@@ -279,9 +279,8 @@ class ExplicitSearch:
                 yield base, block, self.compiled.expand(block)
             return
         pending: deque[tuple[int, np.ndarray, Future[Expanded]]] = deque()
-        todo = iter(bases)
         try:
-            for base in todo:
+            for base in bases:
                 block = frontier[base:base + BLOCK]
                 pending.append((base, block, self._pool.submit(self.compiled.expand, block)))
                 if len(pending) > self.workers:

@@ -150,7 +150,7 @@ def _lasso(g: StateGraph, waits: np.ndarray, actor_id: np.ndarray, n_actors: int
     comp[ids] = labels
     checkpoint()
     if strong_on:
-        comp = _strongly_fair(h, comp, src, dst, act, strong_on)
+        comp = _strongly_fair(comp, src, dst, act, strong_on)
     nodes = nodes[comp[nodes] >= 0]
     ncomp = int(comp.max()) + 1
     if ncomp:
@@ -183,9 +183,9 @@ def _lasso(g: StateGraph, waits: np.ndarray, actor_id: np.ndarray, n_actors: int
     return min(candidates, key=lambda c: c[0]) if candidates else None
 
 
-def _strongly_fair(h: Digraph, comp: np.ndarray, src: np.ndarray, dst: np.ndarray, act: np.ndarray,
+def _strongly_fair(comp: np.ndarray, src: np.ndarray, dst: np.ndarray, act: np.ndarray,
                    strong_on: dict[int, set[int]]) -> np.ndarray:
-    """`comp` (a component label per state, -1 outside `h`) with each cyclic component
+    """`comp` (a component label per state, -1 outside the waiting states) with each cyclic component
     that passes a strong action by split again (`_strongly_fair_components`); the states
     it drops get -1. Most components pass nothing by, and are found so in bulk."""
     ncomp = int(comp.max()) + 1

@@ -60,9 +60,9 @@ class Digraph:
         local_dst = np.searchsorted(ids, self.dst[keep])  # edges stay sorted by (src, dst)
         indptr = np.zeros(len(ids) + 1, np.int64)
         np.cumsum(np.bincount(local_src, minlength=len(ids)), out=indptr[1:])
-        from .store import loops
+        from .loops import tarjan  # loads numba: only once a no-progress check runs
 
-        label = loops().tarjan(indptr, local_dst.astype(np.int64))
+        label = tarjan(indptr, local_dst.astype(np.int64))
         ncomp = int(label.max()) + 1
         first = np.full(ncomp, len(ids), np.int64)
         np.minimum.at(first, label, np.arange(len(ids)))

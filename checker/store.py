@@ -1,9 +1,10 @@
 """The visited store of the explicit engine: every distinct state found, exactly.
 
-States are kept once, in breadth-first discovery order, in one array beside the index
-of each state's parent (in the previous level) and the id of the action that produced it.
-The arrays are reserved at the size physical memory could hold and backed page by page
-as they fill, so they are never copied to grow and cost only what is stored. An
+States are kept once, level after level (each level a contiguous run), in one array
+beside the index of each state's parent (in the previous level) and the id of the action
+that produced it. The arrays are reserved at the size physical memory could hold and
+backed page by page as they fill, so they are never copied to grow and cost only what is
+stored (where the kernel will not reserve that much, they start small and grow). An
 open-addressing hash table of 32-bit slots (the state's position + 1, 0 for empty)
 answers "seen before?" by comparing the packed words themselves, so there are no
 fingerprint collisions: two states are the same only if every word is.
@@ -26,6 +27,7 @@ from types import ModuleType
 import numpy as np
 
 _MAX_LOAD = 0.5  # the table is grown before a batch could fill it past this
+_SMALL = 1 << 12  # states reserved when the kernel refuses a large reservation
 
 
 class StateStore:
@@ -37,22 +39,23 @@ class StateStore:
         """`capacity` states are reserved (default: as many as physical memory could
         hold); memory is taken only as states are written, and the arrays are copied into
         larger ones only beyond the reservation."""
-        self.words = words
         self.count = 0
         self.level_start = 0
         if capacity is None:
-            capacity = min(self.LIMIT, max(1 << 12, _physical_memory() // (8 * words)))
+            capacity = min(self.LIMIT, max(_SMALL, _physical_memory() // (8 * words)))
+        try:
+            self._reserve(capacity, words, action_dtype)
+        except OSError:  # no overcommit (vm.overcommit_memory=2): start small, grow by copying
+            self._reserve(min(capacity, _SMALL), words, action_dtype)
+        self.table = np.zeros(1 << 13, np.uint32)
+
+    def _reserve(self, capacity: int, words: int, action_dtype: type) -> None:
         self.states = _lazy((capacity, words), np.uint64)
         self.parent = _lazy((capacity,), np.uint32)
         self.action = _lazy((capacity,), action_dtype)
-        self.table = np.zeros(1 << 13, np.uint32)
 
     def __len__(self) -> int:
         return self.count
-
-    @property
-    def nbytes(self) -> int:
-        return self.states.nbytes + self.parent.nbytes + self.action.nbytes + self.table.nbytes
 
     def begin_level(self) -> None:
         self.level_start = self.count
@@ -67,7 +70,7 @@ class StateStore:
         return self.find(succ) >= 0
 
     def find(self, succ: np.ndarray) -> np.ndarray:
-        """Position of each candidate in the store (discovery order), -1 if absent."""
+        """Position of each candidate in the store (levels one after the other), -1 if absent."""
         return loops().find(self.table, self.states, np.ascontiguousarray(succ))
 
     def end_level(self, keep: int | None = None) -> tuple[int, int]:

@@ -16,7 +16,8 @@ settings.register_profile("long", max_examples=300)
 # on 2 cores. The families below repeat one costly cross-check for every shipped spec;
 # there they keep the listed representatives (every component, the cheapest worlds), and
 # `-m gate`, which CI runs after the default selection, runs every parameter. Every spec
-# still runs in the default selection: test_specs checks each under its own profile.
+# still runs in the default selection under its own profile (tests/test_specs.py): whole
+# when it is small, two levels deep when it is not.
 REPRESENTATIVES: dict[str, set[str]] = {
     "test_compiled_guards_effects_and_predicates_agree_with_z3": {
         "<default>", "TwoPhase", "DieHard", "MissionariesAndCannibals", "mmio-default", "pinning-default",

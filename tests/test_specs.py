@@ -84,14 +84,20 @@ def _light(path: Path) -> bool:
     return expect is not None and expect.distinct is not None and expect.distinct <= LIGHT_DISTINCT
 
 
+def _in_default_selection(path: Path, profile: str) -> bool:
+    """A small spec under its own profile; the rest runs in the gate (or on request)."""
+    return _light(path) and profile == read(path).expected_under[0] and path.stem not in EXHAUSTIVE
+
+
 def _marks(path: Path, profile: str) -> list[pytest.MarkDecorator]:
-    """Exhaustive worlds as EXHAUSTIVE says; small specs under their own profile in the
-    default selection; the rest in the gate (or on request: SLOW_ELSEWHERE)."""
+    """Exhaustive worlds as EXHAUSTIVE says; the default selection's runs unmarked; the
+    rest in the gate (or on request: SLOW_ELSEWHERE, under another profile than its own)."""
     if path.stem in EXHAUSTIVE:
         return EXHAUSTIVE[path.stem]
-    if profile == read(path).expected_under[0]:
-        return [] if _light(path) else [pytest.mark.gate]
-    return [pytest.mark.slow] if path.stem in SLOW_ELSEWHERE else [pytest.mark.gate]
+    if _in_default_selection(path, profile):
+        return []
+    own = profile == read(path).expected_under[0]
+    return [pytest.mark.slow] if path.stem in SLOW_ELSEWHERE and not own else [pytest.mark.gate]
 
 
 @pytest.mark.gate
@@ -134,7 +140,7 @@ def test_spec_meets_its_expectation(path: Path, profile: str, capsys: pytest.Cap
     own = profile == spec.expected_under[0]
     index = ["--coverage", "--export", str(tmp_path)] if own else []
     # what runs in the gate runs on two threads: the pinned figures are those of one
-    workers = [] if own and _light(path) else ["--workers", "2"]
+    workers = [] if _in_default_selection(path, profile) else ["--workers", "2"]
     assert main(["--spec", str(path), "--profile", profile, *index, *workers]) == 0
     out = capsys.readouterr().out
     if own:

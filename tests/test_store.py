@@ -113,3 +113,23 @@ def test_threads_find_the_same_counterexample_on_an_mmu_spec(monkeypatch: pytest
 def test_workers_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         ExplicitSearch(compile_model(twophase.build(2)), [], Budget(), workers=0)
+
+
+def test_a_refused_reservation_starts_small_and_grows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With overcommit off the kernel refuses to reserve memory's worth of states: the
+    store then starts small and grows by copying, with the same contents."""
+    import checker.store as store_module
+
+    real = store_module._lazy
+
+    def strict(shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        if shape[0] > 1 << 20:  # more than this machine would commit
+            raise OSError(12, "Cannot allocate memory")
+        return real(shape, dtype)
+
+    monkeypatch.setattr(store_module, "_lazy", strict)
+    store = StateStore(2, np.uint16)
+    assert len(store.states) == store_module._SMALL
+    states = np.arange(2 * 3 * store_module._SMALL, dtype=np.uint64).reshape(-1, 2)
+    store.add(states, np.zeros(len(states), np.uint32), np.zeros(len(states), np.uint16))
+    assert len(store) == len(states) and store.find(states).tolist() == list(range(len(states)))

@@ -447,9 +447,8 @@ class ModelBuilder:
                     f"from Field.var"
                 )
 
-    def _check_domains(self, fields: Sequence[Field]) -> None:
+    def _check_domains(self, context: solver.Context) -> None:
         """Prove every computed effect value lies in its field's domain."""
-        context = solver.Context([f.domain.constraint(f.var) for f in fields] + [f.term for f in self._facts])
         for a in self._actions:
             checkpoint()
             for f, term in a.effect:
@@ -469,11 +468,10 @@ class ModelBuilder:
                         f"widen the domain"
                     )
 
-    def _check_requirements(self, fields: Sequence[Field]) -> None:
+    def _check_requirements(self, context: solver.Context) -> None:
         """Prove what `require()` asked of each action that uses the terms it named."""
         if not self._required:
             return
-        context = solver.Context([f.domain.constraint(f.var) for f in fields] + [f.term for f in self._facts])
         for a in self._actions:
             checkpoint()
             for req in _required_in([a.guard, *(t for _, t in a.effect)], self._required):
@@ -505,8 +503,10 @@ class ModelBuilder:
         schema = Schema(self._fields)
         for i, f in enumerate(schema.fields):
             f.index = i
-        self._check_domains(schema.fields)
-        self._check_requirements(schema.fields)
+        # the domains and facts, asserted once for every proof below
+        context = solver.Context([f.domain.constraint(f.var) for f in schema.fields] + [f.term for f in self._facts])
+        self._check_domains(context)
+        self._check_requirements(context)
         init = schema.pack([f.init for f in schema.fields])
         return Model(
             self.name, schema, self._actions, self._guards, init, self._parts, self._facts, description
