@@ -11,6 +11,12 @@ excluded, reported separately), states_per_cpu_s distinct states per CPU-second 
 (the figure that survives a busy machine), and bytes_per_state the process's peak RSS
 divided by the distinct states (so it includes the interpreter, NumPy, numba and z3).
 
+Where the model declares interchangeable vCPUs (or processes), a line
+`engine=explicit+symmetry` follows: the same search storing one state per orbit
+(--symmetry); its distinct is still the full space's count, `orbits` the states stored,
+and `orbits_per_cpu_s` the states it stored per CPU-second; the symmetry line gives the
+CPU and memory ratios against the plain search.
+
 MMU scenarios also run the reference engine (checker/scalar.py: plain-Python guards, a
 deque and a dict of ints) on the same model; the ratio line compares the two. Counter
 scenarios (examples/counter.py, 3^N * K states) run SPIN and TLC on the same model
@@ -98,9 +104,10 @@ def child(engine: str, name: str) -> None:
     t0 = time.perf_counter()
     model, bounds, check_progress = scenario_model(name)
     built = time.perf_counter() - t0
-    if engine == "explicit":
+    if engine in ("explicit", "symmetry"):
         from checker.compile import compile_model
         from checker.explicit import Budget, ExplicitSearch
+        from checker.symmetry import wanted
 
         t1 = time.perf_counter()
         compiled = compile_model(model)
@@ -108,16 +115,19 @@ def child(engine: str, name: str) -> None:
         from checker.progress import find_lassos
         from examples.counter import build as counter
 
-        ExplicitSearch(compile_model(counter(2, 2)), [], Budget()).run()  # load the store's compiled loops
+        warm = counter(2, 2)  # load the compiled loops of the store and of symmetry
+        ExplicitSearch(compile_model(warm), [], Budget(), reduction=wanted(warm, [], True)).run()
+        reduced = wanted(model, bounds, engine == "symmetry")
         cpu = time.process_time()
-        r = ExplicitSearch(compiled, bounds, Budget()).run()
+        r = ExplicitSearch(compiled, bounds, Budget(), reduction=reduced).run()
         cpu = time.process_time() - cpu
         t2 = time.perf_counter()
-        progress = r.complete and check_progress
+        progress = r.complete and check_progress and reduced is None
         lassos = find_lassos(compiled, r, bounds) if progress else []
         out = dict(distinct=r.distinct, generated=r.generated, depth=r.depth, complete=r.complete,
                    seconds=r.seconds, cpu=cpu, build=built, compile=compiled_s, cycles=len(lassos),
-                   **({"progress": time.perf_counter() - t2} if progress else {}))
+                   **({"progress": time.perf_counter() - t2} if progress else {}),
+                   **({"orbits": r.orbits} if reduced is not None else {}))
     else:
         from checker.scalar import textbook_bfs
 
@@ -148,7 +158,24 @@ def line(engine: str, name: str, m: dict[str, float]) -> str:
             f"states_per_cpu_s={per_cpu_s(m):.0f} bytes_per_state={m['peak_rss'] / m['distinct']:.0f} "
             f"peak_rss_mib={m['peak_rss'] / 2**20:.0f}"
             + (f" build_s={m['build']:.2f} compile_s={m['compile']:.2f}" if "build" in m else "")
-            + (f" progress_s={m['progress']:.2f} cycles={m['cycles']}" if "progress" in m else ""))
+            + (f" progress_s={m['progress']:.2f} cycles={m['cycles']}" if "progress" in m else "")
+            + (f" orbits={m['orbits']} orbits_per_cpu_s={m['orbits'] / m['cpu']:.0f}" if "orbits" in m else ""))
+
+
+def with_symmetry(name: str, fast: dict[str, float]) -> None:
+    """The same search storing one state per orbit, if the model declares a symmetric set."""
+    from checker.symmetry import wanted
+
+    if wanted(scenario_model(name)[0], [], True) is None:
+        return
+    sym = measure("symmetry", name)
+    assert sym is not None
+    print(line("explicit+symmetry", name, sym), flush=True)
+    if sym["distinct"] != fast["distinct"]:
+        raise SystemExit(f"symmetry counted {sym['distinct']} states in {name}, the full search {fast['distinct']}")
+    print(f"symmetry scenario={name} orbits={sym['orbits']} distinct={sym['distinct']} "
+          f"cpu_s=x{fast['cpu'] / sym['cpu']:.2f} peak_rss=x{fast['peak_rss'] / sym['peak_rss']:.2f} "
+          "(plain / symmetry)", flush=True)
 
 
 def against_reference(name: str, fast: dict[str, float]) -> None:
@@ -191,6 +218,7 @@ def main() -> None:
         fast = measure("explicit", name)
         assert fast is not None
         print(line("explicit", name, fast), flush=True)
+        with_symmetry(name, fast)
         if name in COUNTERS:
             against_field(name, fast)
         else:

@@ -21,8 +21,9 @@ from invariants import Bound, Kind
 from .budget import Budget
 from .compile import Compiled, compile_model
 from .explicit import ExplicitSearch, SearchResult
-from .progress import Lasso, find_lassos
+from .progress import Lasso, find_lassos, full_space
 from .spec import Spec
+from .symmetry import wanted
 
 NOT_APPLICABLE = "does not apply"
 
@@ -53,15 +54,20 @@ class Side:
 
 
 def run_side(spec: Spec, guards: Mapping[str, bool], invariants: Sequence[str] | None, budget: Budget,
-             check_deadlock: bool = False) -> Side:
-    """Search `spec`'s scenario under its profile, every invariant to its own verdict."""
+             check_deadlock: bool = False, symmetry: bool = False) -> Side:
+    """Search `spec`'s scenario under its profile, every invariant to its own verdict
+    (with `symmetry` or the spec's `symmetry = true`, one state per orbit)."""
     model = spec.build(guards)
     bounds = spec.bound_invariants(model, tuple(invariants) if invariants else None)
     compiled = compile_model(model)
-    result = ExplicitSearch(compiled, bounds, budget, check_deadlock, all_violations=True).run()
+    reduced = wanted(model, bounds, symmetry or spec.symmetry)
+    result = ExplicitSearch(compiled, bounds, budget, check_deadlock, all_violations=True, reduction=reduced).run()
     progress = [b for b in bounds if b.kind is Kind.PROGRESS]
     checked = result.complete and spec.check_progress
-    lassos = find_lassos(compiled, result, progress) if progress and checked else []
+    if progress and checked:
+        graph = full_space(compiled, result, bounds, budget, check_deadlock)
+        checked = graph.complete
+    lassos = find_lassos(compiled, graph, progress) if progress and checked else []
     verdicts: dict[str, Verdict] = {}
     hits = {h.bound.name: h.depth for h in result.violations}
     broken = {lasso.bound.name: len(lasso.prefix) + len(lasso.cycle) for lasso in lassos}

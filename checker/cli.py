@@ -53,10 +53,11 @@ from .export import explore_around
 from .extensions import load as load_extension
 from .files import check_output_dir, read_text, write_all
 from .meter import Meter, peak_rss_bytes, size_text
-from .progress import Lasso, find_lassos
+from .progress import Lasso, find_lassos, full_space
 from .replay import load_document, replay_document, report_lines, scenario_spec
 from .sanity import vacuous
 from .spec import SHIPPED, Spec, SpecError, find, from_text, load_profile, read
+from .symmetry import Reduction, wanted
 from .text import printable
 from .trace import Trace, rebuild, rebuild_lasso
 
@@ -263,6 +264,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive, default=1, metavar="N",
                    help="expand each level on N threads (default 1); the results are the same "
                    "whatever N, state for state")
+    p.add_argument("--symmetry", action="store_true",
+                   help="store one state per orbit of the interchangeable vCPUs (what the model declares "
+                   "symmetric), after proving the model and the checked properties symmetric; verdicts, "
+                   "counterexample lengths and the distinct count are those of the full space")
     p.add_argument("--check-deadlock", action="store_true", help="report states with no enabled action")
     p.add_argument("--witness", action="append", default=[], type=_name, metavar="NAME",
                    help="also print the shortest trace reaching this SOMETIMES witness")
@@ -327,20 +332,27 @@ def check_command(argv: list[str], started: float | None = None) -> int:
         t1 = budget.elapsed()
         deadline.phase("compiling the model")
         compiled = compile_model(model)
+        reduced = _reduction(args, spec, model, bounds, deadline)
         t2 = budget.elapsed()
         budget.depth = args.depth if args.depth is not None else spec.depth
         deadline.phase("searching")
+        deadlocks = args.check_deadlock or spec.check_deadlock
         with Meter(spec.name, budget) as meter:
-            search = ExplicitSearch(compiled, bounds, budget, args.check_deadlock or spec.check_deadlock,
-                                    meter.tick, all_violations=args.all_violations, coverage=args.coverage,
-                                    workers=args.workers)
+            search = ExplicitSearch(compiled, bounds, budget, deadlocks, meter.tick,
+                                    all_violations=args.all_violations, coverage=args.coverage,
+                                    workers=args.workers, reduction=reduced)
             result = search.run()
         progress_bounds = [b for b in bounds if b.kind is Kind.PROGRESS]
         checked = bool(progress_bounds) and result.complete and spec.check_progress
         t3 = budget.elapsed()
+        graph = result
+        if checked and reduced is not None:
+            deadline.phase("searching the full space for the progress check")
+            graph = full_space(compiled, result, bounds, budget, deadlocks, args.workers)
+            checked = graph.complete
         if checked:
             deadline.phase("checking progress (no-progress cycles)")
-        lassos = find_lassos(compiled, result, progress_bounds) if checked else []
+        lassos = find_lassos(compiled, graph, progress_bounds) if checked else []
         t4 = budget.elapsed()
         context = Context(spec.source if args.spec is None else args.spec, _reproduce(args), spec.name, spec.text,
                           guards, _carried(spec), spec.document() if isinstance(spec, models.ModelFile) else None)
@@ -359,6 +371,18 @@ def check_command(argv: list[str], started: float | None = None) -> int:
         elif args.coverage:
             _coverage(run, out_dir, deadline)
         return code
+
+
+def _reduction(args: argparse.Namespace, spec: Spec, model: Model, bounds: list[Bound],
+               deadline: Deadline) -> Reduction | None:
+    """With --symmetry (or the spec's `symmetry = true`): the model's symmetry group, proved
+    for the model and every property checked; None without, or when it declares none."""
+    if args.coverage and (args.symmetry or spec.symmetry) and model.symmetric:
+        raise UsageError("--coverage counts the states of the full space and symmetry keeps one per orbit: "
+                         "run --coverage without --symmetry")
+    if args.symmetry or spec.symmetry:
+        deadline.phase("proving the symmetry")
+    return wanted(model, bounds, args.symmetry or spec.symmetry)
 
 
 def against_command(args: argparse.Namespace, budget: Budget, guards: dict[str, bool], formats: list[str],
@@ -380,7 +404,8 @@ def against_command(args: argparse.Namespace, budget: Budget, guards: dict[str, 
         sides = []
         for spec in (first, second):
             deadline.phase(f"checking under {spec.label}")
-            side = run_side(spec, guards, args.invariant, budget, args.check_deadlock or spec.check_deadlock)
+            side = run_side(spec, guards, args.invariant, budget, args.check_deadlock or spec.check_deadlock,
+                            args.symmetry)
             sides.append(side)
             r = side.result
             print(f"{spec.label}: {spec.profile.kernel}: distinct={r.distinct} depth={r.depth} "

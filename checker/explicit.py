@@ -36,9 +36,22 @@ from invariants.core import Bound, Kind
 from .budget import Budget
 from .compile import Compiled, compile_predicate
 from .store import StateStore
+from .symmetry import Reduction
 
 BLOCK = 1 << 16  # states expanded per vectorised call
 Expanded = list[tuple[int, np.ndarray, np.ndarray]]  # what Compiled.expand returns for a block
+
+
+@dataclass
+class Successors:
+    """One expanded block: per action (id, indices in the block, successors), and the same
+    successors in one array (canonical forms, under symmetry) with their parents'
+    indices in the block and their action ids."""
+
+    out: Expanded
+    states: np.ndarray
+    parent: np.ndarray
+    action: np.ndarray
 
 
 @dataclass
@@ -73,7 +86,7 @@ class Enabled:
 
 @dataclass
 class SearchResult:
-    distinct: int
+    distinct: int  # states of the full space found (under symmetry: the stored orbits' sizes summed)
     generated: int
     depth: int  # deepest level that holds states
     complete: bool  # every reachable state was explored (fixpoint reached)
@@ -85,6 +98,8 @@ class SearchResult:
     levels: list[Level] = field(repr=False)
     enabled: Enabled | None = field(default=None, repr=False)  # counted with coverage=True only
     store: StateStore | None = field(default=None, repr=False)  # the levels' states, findable by value
+    reduction: Reduction | None = field(default=None, repr=False)  # with symmetry: the levels hold canonical forms
+    orbits: int | None = None  # with symmetry: the states stored, one per orbit
 
     def path(self, depth: int, index: int) -> list[tuple[int, int]]:
         """(action id, index in level) for each step from the initial state to (depth, index)."""
@@ -129,6 +144,7 @@ class ExplicitSearch:
         all_violations: bool = False,
         coverage: bool = False,
         workers: int = 1,
+        reduction: Reduction | None = None,
     ) -> None:
         self.compiled = compiled
         self.model = compiled.model
@@ -151,6 +167,8 @@ class ExplicitSearch:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers}")
         self.workers = workers
+        # store one state per orbit of the model's proved symmetry group (checker/symmetry.py)
+        self.reduction = reduction
 
     def run(self) -> SearchResult:
         if self.workers == 1:
@@ -199,7 +217,7 @@ class ExplicitSearch:
             elif why:
                 stop, complete = why, False  # a budget ran out: this level is partial, but checked
         return SearchResult(
-            distinct=len(store),
+            distinct=len(store) if self.reduction is None else self._full(store),
             generated=self._generated,
             depth=depth,
             complete=complete,
@@ -211,7 +229,16 @@ class ExplicitSearch:
             levels=[Level(store.states[lo:hi], store.parent[lo:hi], store.action[lo:hi]) for lo, hi in spans],
             enabled=self.enabled,
             store=store,
+            reduction=self.reduction,
+            orbits=None if self.reduction is None else len(store),
         )
+
+    def _full(self, store: StateStore) -> int:
+        """How many states of the full space the stored canonical forms stand for."""
+        assert self.reduction is not None
+        n = len(store)
+        return sum(int(self.reduction.orbit_sizes(store.states[i:min(i + BLOCK, n)]).sum())
+                   for i in range(0, n, BLOCK))
 
     def _room(self, store: StateStore) -> int | None:
         """How many more states the state budget lets the level being built keep."""
@@ -235,7 +262,8 @@ class ExplicitSearch:
         probed = False
         store.begin_level()
         room = self._room(store)
-        for base, block, out in self._blocks(store.states[lo:hi]):
+        for base, block, found in self._blocks(store.states[lo:hi]):
+            out = found.out
             if self.budget.out_of_time():
                 why = "time-limit"
                 break
@@ -252,9 +280,7 @@ class ExplicitSearch:
                     if not enabled.all():
                         dead = base + int(np.flatnonzero(~enabled)[0])
                 if out:
-                    succ = np.concatenate([n for _, _, n in out])
-                    parent = np.concatenate([idx for _, idx, _ in out]).astype(np.uint32) + np.uint32(base)
-                    action = np.concatenate([np.full(len(idx), aid, self._aid) for aid, idx, _ in out])
+                    succ, parent, action = found.states, found.parent + np.uint32(base), found.action
                     self._generated += len(succ)
                     if probe:
                         probed = not store.seen(succ).all()
@@ -267,7 +293,20 @@ class ExplicitSearch:
                                    min(base + BLOCK, hi - lo), hi - lo))
         return probed or len(store) > store.level_start, dead, why
 
-    def _blocks(self, frontier: np.ndarray) -> Iterator[tuple[int, np.ndarray, Expanded]]:
+    def _successors(self, block: np.ndarray) -> Successors:
+        """Expand one block (on a worker thread, with more than one worker)."""
+        out = self.compiled.expand(block)
+        if not out:
+            empty = np.zeros((0, self.words), np.uint64)
+            return Successors(out, empty, np.zeros(0, np.uint32), np.zeros(0, self._aid))
+        succ = np.concatenate([n for _, _, n in out])
+        if self.reduction is not None:
+            succ = self.reduction.canonical(succ)
+        parent = np.concatenate([idx for _, idx, _ in out]).astype(np.uint32)
+        action = np.concatenate([np.full(len(idx), aid, self._aid) for aid, idx, _ in out])
+        return Successors(out, succ, parent, action)
+
+    def _blocks(self, frontier: np.ndarray) -> Iterator[tuple[int, np.ndarray, Successors]]:
         """(offset, block, its successors) for each block of the frontier, in order. With
         more than one worker, the next blocks are expanded on other threads (NumPy lets go
         of the GIL inside its loops) while this one's successors are stored; a block the
@@ -276,13 +315,13 @@ class ExplicitSearch:
         if self.workers == 1 or len(bases) == 1:
             for base in bases:
                 block = frontier[base:base + BLOCK]
-                yield base, block, self.compiled.expand(block)
+                yield base, block, self._successors(block)
             return
-        pending: deque[tuple[int, np.ndarray, Future[Expanded]]] = deque()
+        pending: deque[tuple[int, np.ndarray, Future[Successors]]] = deque()
         try:
             for base in bases:
                 block = frontier[base:base + BLOCK]
-                pending.append((base, block, self._pool.submit(self.compiled.expand, block)))
+                pending.append((base, block, self._pool.submit(self._successors, block)))
                 if len(pending) > self.workers:
                     b, blk, fut = pending.popleft()
                     yield b, blk, fut.result()

@@ -1,5 +1,6 @@
-"""The loops numba compiles: the visited store's hash table (checker/store.py) and
-Tarjan's strongly connected components (checker/scc.py).
+"""The loops numba compiles: the visited store's hash table (checker/store.py),
+Tarjan's strongly connected components (checker/scc.py) and symmetry's canonical form
+(checker/symmetry.py).
 
 They are compiled on first use and cached beside this file; this module is imported only
 when a search or a no-progress check starts, so that the command line answers everything
@@ -170,3 +171,64 @@ def tarjan(indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
                     if low[v] < low[u]:
                         low[u] = low[v]
     return comp
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _moved(x: np.uint64, shift: np.int64) -> np.uint64:
+    return x << np.uint64(shift) if shift >= 0 else x >> np.uint64(-shift)
+
+
+@njit(cache=True, nogil=True)
+def sort_members(states: np.ndarray, word: np.ndarray, kw: np.ndarray, shift: np.ndarray, mask: np.ndarray,
+                 start: np.ndarray, key_words: int, keep: np.ndarray, out: np.ndarray, at: np.ndarray,
+                 stabiliser: np.ndarray) -> None:
+    """Symmetry's canonical form (checker/symmetry.py) of each state: its members sorted
+    by their keys. Member m's key gathers, for j in start[m]..start[m+1], the bits
+    `states[word[j]] & mask[j]` shifted by shift[j] into key word kw[j]; the key at
+    position q is written back through position q's moves. Also writes the member at
+    each position (`at`) and how many rearrangements fix the state (`stabiliser`)."""
+    n = start.shape[0] - 1
+    keys = np.zeros((n, key_words), np.uint64)
+    order = np.zeros(n, np.int64)
+    for i in range(states.shape[0]):
+        for m in range(n):
+            order[m] = m
+            for k in range(key_words):
+                keys[m, k] = 0
+            for j in range(start[m], start[m + 1]):
+                keys[m, kw[j]] |= _moved(states[i, word[j]] & mask[j], shift[j])
+        moved = False
+        for a in range(1, n):  # insertion sort: stable, and n is small
+            b = a
+            while b > 0:
+                greater = False
+                for k in range(key_words):
+                    if keys[b - 1, k] != keys[b, k]:
+                        greater = keys[b - 1, k] > keys[b, k]
+                        break
+                if not greater:
+                    break
+                for k in range(key_words):
+                    keys[b - 1, k], keys[b, k] = keys[b, k], keys[b - 1, k]
+                order[b - 1], order[b] = order[b], order[b - 1]
+                moved = True
+                b -= 1
+        for w in range(states.shape[1]):
+            out[i, w] = states[i, w] & keep[w] if moved else states[i, w]
+        if moved:
+            for m in range(n):
+                for j in range(start[m], start[m + 1]):
+                    out[i, word[j]] |= _moved(keys[m, kw[j]], -shift[j]) & mask[j]
+        run = 1
+        fixed = 1
+        for m in range(n):
+            at[i, m] = order[m]
+            if m > 0:
+                same = True
+                for k in range(key_words):
+                    if keys[m, k] != keys[m - 1, k]:
+                        same = False
+                        break
+                run = run + 1 if same else 1
+                fixed *= run
+        stabiliser[i] = fixed

@@ -70,6 +70,7 @@ class ModelFile:
     expectation: Expect | None = None
     check_deadlock: bool = False
     check_progress: bool = True
+    symmetry: bool = False  # --symmetry reduces by what the model declares symmetric
     extensions: tuple[Any, ...] = ()  # a model file loads no patch extension
     profile_name: str = "none"  # a model file stands for no kernel profile
     expected_under: tuple[str, ...] = ()

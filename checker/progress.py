@@ -34,8 +34,9 @@ import numpy as np
 from invariants.core import Bound, Kind
 from model.lang import checkpoint
 
+from .budget import Budget
 from .compile import Compiled, compile_predicate
-from .explicit import BLOCK, SearchResult
+from .explicit import BLOCK, ExplicitSearch, SearchResult
 from .scc import Digraph, GraphError
 
 
@@ -88,6 +89,17 @@ class Lasso:
         return len(self.prefix) + len(self.cycle)
 
 
+def full_space(compiled: Compiled, result: SearchResult, bounds: Iterable[Bound], budget: Budget,
+               check_deadlock: bool, workers: int = 1) -> SearchResult:
+    """The search the no-progress check reads: `result`, or, when it kept one state per
+    orbit (--symmetry), a search of the full space: weak fairness is per process, and a
+    canonical form forgets which process is which."""
+    if result.reduction is None:
+        return result
+    safety = [b for b in bounds if b.kind is not Kind.PROGRESS]
+    return ExplicitSearch(compiled, safety, budget, check_deadlock, workers=workers).run()
+
+
 def find_lassos(compiled: Compiled, result: SearchResult, bounds: Iterable[Bound]) -> list[Lasso]:
     """One lasso for each PROGRESS property that some waiting actor breaks."""
     progress = [b for b in bounds if b.kind is Kind.PROGRESS]
@@ -95,6 +107,8 @@ def find_lassos(compiled: Compiled, result: SearchResult, bounds: Iterable[Bound
         return []
     if not result.complete:
         raise ValueError("progress needs the whole state graph: the search must be complete")
+    if result.reduction is not None:
+        raise ValueError("progress needs the full state graph, not one state per orbit: see full_space()")
     model = compiled.model
     graph = state_graph(compiled, result)
     actors = sorted({a.process for a in model.actions})  # weak fairness is per process

@@ -20,10 +20,13 @@ from .trace import Trace
 
 
 def summary_line(result: SearchResult) -> str:
-    return (
+    line = (
         f"states={result.generated} distinct={result.distinct} depth={result.depth} "
         f"complete={'yes' if result.complete else 'no'}"
     )
+    if result.reduction is not None:  # states= counts the successors the reduced search generated
+        line += f" orbits={result.orbits} symmetry={result.reduction.group.short}"
+    return line
 
 
 def field_groups(model: Model) -> list[tuple[str, list[Field]]]:

@@ -8,6 +8,7 @@ depth = 40                      # optional: steps from the initial state
 invariants = ["..."]            # optional: default is every applicable invariant
 check_deadlock = false          # optional
 check_progress = true           # optional: false skips the no-progress search (large worlds)
+symmetry = true                 # optional: store one state per orbit of the vCPUs (--symmetry)
 extensions = ["my_patch.py"]    # optional: patches from outside the tree, relative to this file
 
 [sizes]                         # vcpus, huge_pages, pages_per_huge
@@ -62,7 +63,7 @@ from .errors import InputError, UsageError
 from .files import parse_toml, read_text
 
 TOP_KEYS = ("description", "profile", "components", "depth", "invariants", "check_deadlock", "check_progress",
-            "extensions", "sizes", "guards", "variants", "expect")
+            "symmetry", "extensions", "sizes", "guards", "variants", "expect")
 EXPECT_KEYS = ("result", "invariant", "within", "complete", "distinct", "depth", "witnesses", "profiles", "under")
 UNDER_KEYS = ("within", "distinct", "depth", "witnesses")  # what another profile's design may change
 Under = tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]  # profile -> (figure, value) pairs
@@ -180,6 +181,11 @@ class Spec:
         """Whether a complete search is followed by the no-progress search (it holds the
         whole state graph in memory, so a large world may skip it)."""
         return bool(self.raw.get("check_progress", True))
+
+    @property
+    def symmetry(self) -> bool:
+        """Whether the search stores one state per orbit of the model's symmetric index sets."""
+        return bool(self.raw.get("symmetry", False))
 
     @property
     def expect(self) -> Expect | None:
@@ -372,6 +378,8 @@ def from_text(text: str, source: str, name: str, texts: Mapping[str, str] | None
     check_progress = raw.get("check_progress", True)
     if not isinstance(check_progress, bool):
         raise SpecError(source, "check_progress", f"{shown(check_progress)} is not a boolean", "true | false")
+    if not isinstance(raw.get("symmetry", False), bool):
+        raise SpecError(source, "symmetry", f"{shown(raw['symmetry'])} is not a boolean", "true | false")
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise SpecError(source, "description", "is not a string", "a string")

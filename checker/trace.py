@@ -16,6 +16,7 @@ import numpy as np
 import z3
 
 from model.lang import Action, Field, Model, evaluate
+from model.lang.symmetry import Permutation
 
 from .compile import Compiled
 from .explicit import SearchResult
@@ -84,11 +85,46 @@ def rebuild(compiled: Compiled, result: SearchResult, depth: int, index: int) ->
     """The path to (depth, index) in the search, replayed and checked against the search."""
     model = compiled.model
     path = result.path(depth, index)
+    if result.reduction is not None:
+        return _rebuild_reduced(compiled, result, path)
     actions = [model.actions[aid] for aid, _ in path]
     trace = replay(compiled, actions)
     for level, (_, idx) in enumerate(path, start=1):
         stored = model.schema.unpack(result.state(level, idx))
         if trace.states[level] != stored:
+            raise EngineError(f"replay of step {level} ({actions[level - 1].key}) differs from the search")
+    return trace
+
+
+def _rebuild_reduced(compiled: Compiled, result: SearchResult, path: list[tuple[int, int]]) -> Trace:
+    """A path through canonical forms (checker/symmetry.py) as the real steps it stands for.
+
+    With r = tau(c) the real state standing for the canonical c (tau = identity at the
+    initial state, which every permutation fixes): action a from c reaches s, stored as
+    sigma(s); so tau(a) from r reaches tau(s), which is (tau . sigma^-1) of the stored
+    state. The real steps are replayed and each must be that permutation of the stored one."""
+    model = compiled.model
+    reduction = result.reduction
+    assert reduction is not None
+    group = reduction.group
+    tau = group.identity
+    canonical = model.init
+    actions: list[Action] = []
+    stored_as: list[tuple[tuple[int, ...], Permutation]] = []  # each step's stored state and its tau
+    for level, (aid, idx) in enumerate(path, start=1):
+        reached = successor(compiled, canonical, model.actions[aid])
+        stored = result.state(level, idx)
+        if reached is None:
+            raise EngineError(f"step {level} ({model.actions[aid].key}) is not enabled in the stored state")
+        sigma = reduction.element_to(reached, stored)
+        actions.append(model.actions[group.action_map(tau)[aid]])
+        tau = group.compose(group.inverse(sigma), tau)
+        stored_as.append((stored, tau))
+        canonical = stored
+    trace = replay(compiled, actions)
+    for level, (stored, k) in enumerate(stored_as, start=1):
+        real = reduction.permute(np.array([stored], dtype=np.uint64), k)[0]
+        if trace.states[level] != model.schema.unpack(real):
             raise EngineError(f"replay of step {level} ({actions[level - 1].key}) differs from the search")
     return trace
 

@@ -14,6 +14,8 @@ def build(processes: int = 4, modulus: int = 3) -> Model:
     pc = b.family("pc", [f"p{i}" for i in range(processes)], IntDomain(0, 2), 0)
     counter = b.field("counter", IntDomain(0, modulus - 1), 0)
     b.part("counter", pc)
+    if processes > 1:  # every process runs the same code: --symmetry may reduce by them
+        b.symmetric("process", "proc", {i: (f"p{i}",) for i in range(processes)})
     for i in range(processes):
         p = pc[f"p{i}"]
         b.add("enter", f"p{i}", p.var == 0, {p: 1}, f"p{i}: pc 0 -> 1", proc=i)

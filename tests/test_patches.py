@@ -28,7 +28,7 @@ from .shipped import ROOT
 
 PATCHES = ROOT / "examples" / "patches"
 SPECS = sorted(PATCHES.glob("*.toml"))
-SUMMARY = re.compile(r"^states=\d+ distinct=(\d+) depth=(\d+) complete=(yes|no)$", re.M)
+SUMMARY = re.compile(r"^states=\d+ distinct=(\d+) depth=(\d+) complete=(yes|no)(?: orbits=\d+ symmetry=\S+)?$", re.M)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -17,7 +17,7 @@ from model.mmu import COMPONENTS, profiles
 
 from .shipped import ROOT, SPECS
 
-SUMMARY = re.compile(r"^states=\d+ distinct=(\d+) depth=(\d+) complete=(yes|no)$", re.M)
+SUMMARY = re.compile(r"^states=\d+ distinct=(\d+) depth=(\d+) complete=(yes|no)(?: orbits=\d+ symmetry=\S+)?$", re.M)
 
 
 def test_every_spec_pins_its_expected_result_and_distinct_count() -> None:

@@ -74,8 +74,13 @@ class Action:
     @property
     def key(self) -> str:
         """A unique, stable name for this instance: `name(p=v, ...)`."""
-        args = ", ".join(f"{k}={v}" for k, v in self.params)
-        return f"{self.name}({args})"
+        return key_of(self.name, self.params)
+
+
+def key_of(name: str, params: tuple[tuple[str, Any], ...]) -> str:
+    """The key of the instance of action `name` with these parameters."""
+    args = ", ".join(f"{k}={v}" for k, v in params)
+    return f"{name}({args})"
 
 
 def choose(cond: z3.BoolRef, then: Mapping[Field, object], otherwise: Mapping[Field, object]) -> dict[Field, object]:

@@ -38,6 +38,7 @@ from .exprs import free_constants
 from .fields import Family, Field
 from .schema import Schema
 from .structures import Record, SetField, Universe, declare_record, declare_set
+from .symmetry import IndexSet
 from .variants import VariantValue
 
 
@@ -91,6 +92,7 @@ class Model:
         parts: Mapping[str, Any],
         facts: Sequence[Fact] = (),
         description: str = "",
+        symmetric: Sequence[IndexSet] = (),
     ) -> None:
         self.name = name
         self.schema = schema
@@ -100,6 +102,8 @@ class Model:
         self.parts = dict(parts)
         self.facts = tuple(facts)
         self.description = description
+        # index sets whose members the model treats alike (model/lang/symmetry.py)
+        self.symmetric = tuple(symmetric)
         self.by_key = {a.key: a for a in self.actions}
         # what kernel the model stands for (for the MMU, a model.mmu.profiles.Profile),
         # set by whoever builds it
@@ -140,6 +144,7 @@ class ModelBuilder:
         self._keys: set[str] = set()
         self._parts: dict[str, Any] = {}
         self._facts: list[Fact] = []
+        self._symmetric: dict[str, IndexSet] = {}
         self.component = "model"  # the component currently declaring things
 
     # -- declarations ---------------------------------------------------------------
@@ -200,6 +205,19 @@ class ModelBuilder:
             raise ModelError(f"fact {name!r} is declared twice: fact names must be unique")
         self._check_known(f"fact {name!r}", term)
         self._facts.append(Fact(name, statement, term, self.component))
+
+    def symmetric(self, name: str, param: str, members: Mapping[int, Sequence[str]]) -> None:
+        """Declare the index set `name` symmetric: `members` maps the value of the action
+        parameter `param` that names each member (`vcpu=0`) to the names that member goes by
+        in field names and actors (`vcpu0`, `vCPU0`). Declaring the same set again is a
+        no-op; declaring it differently is an error. Nothing is trusted: `--symmetry`
+        proves the model symmetric before it reduces anything (model/lang/symmetry.py)."""
+        names = tuple(tuple(n) for n in members.values())
+        if len(names) < 2 or any(len(n) != len(names[0]) or not n for n in names):
+            raise ModelError(f"symmetric set {name!r}: give at least two members, each with as many names")
+        declared = IndexSet(name, param, tuple(members), names)
+        if self._symmetric.setdefault(name, declared) != declared:
+            raise ModelError(f"symmetric set {name!r} is declared twice, differently")
 
     def part(self, name: str, obj: Any) -> None:
         """Record a component object so invariants can use its helpers."""
@@ -509,7 +527,8 @@ class ModelBuilder:
         self._check_requirements(context)
         init = schema.pack([f.init for f in schema.fields])
         return Model(
-            self.name, schema, self._actions, self._guards, init, self._parts, self._facts, description
+            self.name, schema, self._actions, self._guards, init, self._parts, self._facts, description,
+            tuple(self._symmetric.values()),
         )
 
 

@@ -88,6 +88,8 @@ class FaultPath:
         self.refine = refine or FaultRefinement()
         sizes, inval, lock = kvm.sizes, kvm.inval, kvm.lock
         vcpus = sizes.vcpu_labels()
+        if sizes.vcpus > 1:  # every vCPU runs the same code: `--symmetry` may reduce by them
+            b.symmetric("vCPU", "vcpu", {v: (vcpus[v], vcpu_actor(v)) for v in range(sizes.vcpus)})
         gfn_names = {g: f"g{g}" for g in range(sizes.gfns)}
         self.steps = FAULT_STEP
         extra = self.refine.locked_steps + self.refine.other_steps

@@ -119,6 +119,8 @@ class PinningComponent(Component):
         self.alive = b.field("vm_alive", BOOL, True, "the VM has not been destroyed")
 
     def define(self, b: ModelBuilder) -> None:
+        if self.sizes.vcpus > 1:  # every vCPU runs the same code: --symmetry may reduce by them
+            b.symmetric("vCPU", "vcpu", {v: (f"vcpu{v}",) for v in range(self.sizes.vcpus)})
         for v in range(self.sizes.vcpus):
             for g in range(self.sizes.gfns):
                 b.action(self.set_spte, f"vcpu{v}", vcpu=v, gfn=g)

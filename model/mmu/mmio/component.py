@@ -174,6 +174,9 @@ class MmioComponent(Component):
         cells = [f"{vm.label}.g{g}" for vm in self.vms for g in range(n)]
         self.vcpus = [(vm, j) for vm in self.vms for j in range(self.sizes.vcpus)]
         vlabels = [f"{vm.label}.vcpu{j}" for vm, j in self.vcpus]
+        for vm in self.vms if self.sizes.vcpus > 1 else ():  # a VM's vCPUs run the same code
+            b.symmetric(f"{vm.label}.vCPU", "vcpu", {v: (vlabels[v],) for v, (w, _) in enumerate(self.vcpus)
+                                                     if w is vm})
         top = max(1, *self.creations)  # 0..1 at least: a generation that can differ
         self.created: Family = b.family("vm_created", vms, BOOL, False, "KVM_CREATE_VM has returned")
         if self.per_vm_value:
