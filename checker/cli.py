@@ -376,13 +376,15 @@ def check_command(argv: list[str], started: float | None = None) -> int:
 def _reduction(args: argparse.Namespace, spec: Spec, model: Model, bounds: list[Bound],
                deadline: Deadline) -> Reduction | None:
     """With --symmetry (or the spec's `symmetry = true`): the model's symmetry group, proved
-    for the model and every property checked; None without, or when it declares none."""
-    if args.coverage and (args.symmetry or spec.symmetry) and model.symmetric:
-        raise UsageError("--coverage counts the states of the full space and symmetry keeps one per orbit: "
-                         "run --coverage without --symmetry")
-    if args.symmetry or spec.symmetry:
+    for the model and every property checked; None without, when it declares none, or
+    with --coverage, which counts every state of the full space."""
+    asked = args.symmetry or spec.symmetry
+    if asked and args.coverage and model.symmetric:
+        print("symmetry: not used: --coverage counts every state of the full space")
+        return None
+    if asked:
         deadline.phase("proving the symmetry")
-    return wanted(model, bounds, args.symmetry or spec.symmetry)
+    return wanted(model, bounds, asked)
 
 
 def against_command(args: argparse.Namespace, budget: Budget, guards: dict[str, bool], formats: list[str],
@@ -594,6 +596,8 @@ def _reproduce(args: argparse.Namespace, invariant: str | None = None) -> tuple[
         parts += ["--invariant", i]
     if args.depth is not None:
         parts += ["--depth", str(args.depth)]
+    if args.symmetry:  # the same search finds the same counterexample
+        parts += ["--symmetry"]
     return tuple(parts)
 
 

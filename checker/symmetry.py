@@ -36,8 +36,9 @@ __all__ = ["Reduction", "SymmetryError", "reduction", "wanted"]
 
 
 class Reduction:
-    """The proved group of a model, and its canonical form compiled to NumPy over packed
-    states: each symmetric set's members sorted by their own fields."""
+    """The proved group of a model acting on packed states: the canonical form (each
+    symmetric set's members sorted by their own fields), orbit sizes, and any element
+    applied (for turning a path through canonical forms back into real steps)."""
 
     def __init__(self, model: Model, group: Group) -> None:
         self.model = model
@@ -185,8 +186,7 @@ def _compile(model: Model, image: list[int]) -> Permute:
         for w, kept, moved in plan:
             acc = states[:, w] & kept
             for src, mask, d in moved:
-                bits = states[:, src] & mask
-                acc |= (bits << np.uint64(d)) if d >= 0 else (bits >> np.uint64(-d))
+                acc |= _shift(states[:, src] & mask, d)
             out[:, w] = acc
         return out
 
