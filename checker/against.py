@@ -64,6 +64,7 @@ def run_side(spec: Spec, guards: Mapping[str, bool], invariants: Sequence[str] |
     result = ExplicitSearch(compiled, bounds, budget, check_deadlock, all_violations=True, reduction=reduced).run()
     progress = [b for b in bounds if b.kind is Kind.PROGRESS]
     checked = result.complete and spec.check_progress
+    graph = result
     if progress and checked:
         graph = full_space(compiled, result, bounds, budget, check_deadlock)
         checked = graph.complete

@@ -14,6 +14,10 @@ Budgets are checked after every block. When one runs out, the level being built 
 what was found so far, cut to exactly `max_states` stored states (the smallest keys),
 and is checked like any other, so every state counted was checked.
 
+With a `reduction` (--symmetry, checker/symmetry.py), every successor is replaced by its
+canonical form before it is stored, so a level holds one state per orbit; `distinct` is
+then the full space's count (the orbits' sizes summed) and `orbits` what was stored.
+
 With `coverage`, the search also counts, per action, the expanded states whose guard
 holds (`Enabled`, read by checker/coverage.py), and expands the level at the depth bound
 whole (its successors only counted, never stored) instead of stopping at its first new
