@@ -186,7 +186,8 @@ def sort_members(states: np.ndarray, word: np.ndarray, kw: np.ndarray, shift: np
     by their keys. Member m's key gathers, for j in start[m]..start[m+1], the bits
     `states[word[j]] & mask[j]` shifted by shift[j] into key word kw[j]; the key at
     position q is written back through position q's moves. Also writes the member at
-    each position (`at`) and how many rearrangements fix the state (`stabiliser`)."""
+    each position (`at`) and how many rearrangements fix the state (`stabiliser`),
+    unless they are given empty."""
     n = start.shape[0] - 1
     keys = np.zeros((n, key_words), np.uint64)
     order = np.zeros(n, np.int64)
@@ -219,6 +220,8 @@ def sort_members(states: np.ndarray, word: np.ndarray, kw: np.ndarray, shift: np
             for m in range(n):
                 for j in range(start[m], start[m + 1]):
                     out[i, word[j]] |= _moved(keys[m, kw[j]], -shift[j]) & mask[j]
+        if stabiliser.shape[0] == 0:
+            continue
         run = 1
         fixed = 1
         for m in range(n):

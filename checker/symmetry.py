@@ -26,13 +26,13 @@ import z3
 
 from invariants.core import Bound, Kind
 from model.lang import Model
-from model.lang.symmetry import Group, Permutation, SymmetryError, prove
+from model.lang.symmetry import Group, Permutation, prove
 
 from .store import loops
 
 Permute = Callable[[np.ndarray], np.ndarray]
 
-__all__ = ["Reduction", "SymmetryError", "reduction", "wanted"]
+__all__ = ["Reduction", "reduction", "wanted"]
 
 
 class Reduction:
@@ -72,13 +72,12 @@ class Reduction:
             sizes *= members.orbit_sizes(states)
         return sizes
 
-    def element_to(self, state: tuple[int, ...], target: tuple[int, ...]) -> Permutation:
-        """An element of the group that maps `state` to `target`, its canonical form."""
+    def element_to(self, state: tuple[int, ...], target: tuple[int, ...]) -> Permutation | None:
+        """An element of the group that maps `state` to `target` (its canonical form), or
+        None when target is not its canonical form."""
         s = np.array([state], dtype=np.uint64)
         p = tuple(members.order(s) for members in self._sets)
-        if tuple(int(w) for w in self.permute(s, p)[0]) != tuple(target):
-            raise SymmetryError(f"no permutation of {self.group.label} maps the state to its canonical form")
-        return p
+        return p if tuple(int(w) for w in self.permute(s, p)[0]) == tuple(target) else None
 
 
 class _Members:
@@ -93,7 +92,7 @@ class _Members:
         # fields next to each other in a word move together
         plan: list[list[tuple[int, int, int, int]]] = []
         clear = [0] * model.schema.words
-        offset = 0
+        offset = 0  # the key's width, the same for every member
         for block in blocks:
             moves: dict[tuple[int, int, int], int] = {}
             offset = 0
@@ -117,17 +116,19 @@ class _Members:
         self.key_words = max(1, -(-offset // 64))
         self.keep = np.array([~c & (2**64 - 1) for c in clear], np.uint64)
 
-    def _run(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(sorted states, the member at each position, each state's stabiliser size)."""
+    def _run(self, states: np.ndarray, details: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sorted states, the member at each position, each state's stabiliser size);
+        without `details` the last two are empty (the search needs only the first)."""
         out = np.empty_like(states)
-        at = np.empty((len(states), self.n), np.int64)
-        stabiliser = np.empty(len(states), np.int64)
+        rows = len(states) if details else 0
+        at = np.empty((rows, self.n), np.int64)
+        stabiliser = np.empty(rows, np.int64)
         loops().sort_members(np.ascontiguousarray(states), self.word, self.kw, self.shift, self.mask, self.start,
                              self.key_words, self.keep, out, at, stabiliser)
         return out, at, stabiliser
 
     def sort(self, states: np.ndarray) -> np.ndarray:
-        return self._run(states)[0]
+        return self._run(states, details=False)[0]
 
     def orbit_sizes(self, states: np.ndarray) -> np.ndarray:
         return factorial(self.n) // self._run(states)[2]

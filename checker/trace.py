@@ -117,6 +117,8 @@ def _rebuild_reduced(compiled: Compiled, result: SearchResult, path: list[tuple[
         if reached is None:
             raise EngineError(f"step {level} ({model.actions[aid].key}) is not enabled in the stored state")
         sigma = reduction.element_to(reached, stored)
+        if sigma is None:
+            raise EngineError(f"step {level} ({model.actions[aid].key}) is not stored as its canonical form")
         actions.append(model.actions[group.action_map(tau)[aid]])
         tau = group.compose(group.inverse(sigma), tau)
         stored_as.append((stored, tau))

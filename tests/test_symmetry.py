@@ -77,7 +77,9 @@ def test_canonical_forms_are_one_per_orbit_and_orbit_sizes_add_up() -> None:
     for state in states[:50]:  # the element found maps a state to its canonical form
         target = tuple(int(w) for w in red.canonical(state[None])[0])
         p = red.element_to(tuple(int(w) for w in state), target)
-        assert tuple(int(w) for w in red.permute(state[None], p)[0]) == target
+        assert p is not None and tuple(int(w) for w in red.permute(state[None], p)[0]) == target
+        if target != tuple(int(w) for w in state):  # a state that is not canonical is no one's form
+            assert red.element_to(target, tuple(int(w) for w in state)) is None
 
 
 def test_the_group_composes_and_inverts_like_permutations() -> None:

@@ -481,7 +481,7 @@ class ModelBuilder:
                     raise ModelError(
                         f"action {a.key}{_at(a)} can write {f.name} := {term} outside "
                         f"{f.domain.describe()} (e.g. in a state where "
-                        f"{_witness_text(witness, a.guard, term)}): strengthen its guard so "
+                        f"{solver.witness_text(witness, [a.guard, term])}): strengthen its guard so "
                         f"that it implies the new value is in range, declare a fact that does, or "
                         f"widen the domain"
                     )
@@ -497,7 +497,7 @@ class ModelBuilder:
                 if witness is not None:
                     raise ModelError(
                         f"action {a.key}{_at(a)} {req.what} (it can fail where "
-                        f"{_witness_text(witness, a.guard, req.condition)}): strengthen its guard so that it "
+                        f"{solver.witness_text(witness, [a.guard, req.condition])}): strengthen its guard so that it "
                         f"implies {req.condition}, or declare a fact that does"
                     )
 
@@ -595,7 +595,3 @@ def _at(a: Action) -> str:
     relative = os.path.relpath(path)
     return f" (defined at {path if relative.startswith('..') else relative}:{line})"
 
-
-def _witness_text(model: z3.ModelRef, *terms: z3.ExprRef) -> str:
-    consts = {c.decl().name(): c for t in terms for c in free_constants(t)}
-    return ", ".join(f"{n} = {model.eval(c, model_completion=True)}" for n, c in sorted(consts.items()))

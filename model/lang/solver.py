@@ -12,6 +12,7 @@ import z3
 
 from .deadline import checkpoint
 from .errors import SolverUnknown
+from .exprs import free_constants
 
 DEFAULT_TIMEOUT_MS = 20_000
 SEED = 0
@@ -65,3 +66,13 @@ def valid(formula: z3.BoolRef, assumptions: Iterable[z3.BoolRef] = (),
           timeout_ms: int = DEFAULT_TIMEOUT_MS) -> bool:
     """Whether `formula` holds under every assignment satisfying `assumptions`."""
     return satisfiable([*assumptions, z3.Not(formula)], timeout_ms) is None
+
+
+def witness_text(model: z3.ModelRef, terms: Iterable[z3.ExprRef], most: int | None = None) -> str:
+    """The fields `terms` read, with their values in the witness `model` (`most` of them,
+    then "...")."""
+    consts = {c.decl().name(): c for t in terms for c in free_constants(t)}
+    shown = [f"{n} = {model.eval(c, model_completion=True)}" for n, c in sorted(consts.items())]
+    if most is not None and len(shown) > most:
+        shown = [*shown[:most], "..."]
+    return ", ".join(shown)

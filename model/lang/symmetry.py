@@ -26,13 +26,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from math import factorial, prod
+from typing import TYPE_CHECKING
 
 import z3
 
 from .actions import Action, key_of
 from .deadline import checkpoint
 from .errors import ModelError
-from .solver import Context
+from .solver import Context, witness_text
+
+if TYPE_CHECKING:  # the builder imports this module
+    from .builder import Model
 
 Permutation = tuple[tuple[int, ...], ...]  # one permutation of each index set's members
 
@@ -59,10 +63,7 @@ class Group:
     Elements are never enumerated (twelve processes have 479 M of them): the proof needs
     only the generators, the reduction sorts members (`blocks`)."""
 
-    def __init__(self, model: object, sets: Sequence[IndexSet]) -> None:
-        from .builder import Model
-
-        assert isinstance(model, Model)
+    def __init__(self, model: Model, sets: Sequence[IndexSet]) -> None:
         self.model = model
         self.sets = tuple(sets)
         if not self.sets:
@@ -246,7 +247,7 @@ def prove(group: Group, predicates: Mapping[str, z3.BoolRef]) -> None:
                 witness = context.satisfiable([b.guard, z3.Not(equal)])
                 if witness is not None:
                     raise SymmetryError(f"{where}: {a.key}, permuted, does not do what {b.key} does (e.g. where "
-                                        f"{_shown(witness, lhs + rhs + [b.guard])})")
+                                        f"{witness_text(witness, [*lhs, *rhs, b.guard], most=8)})")
         for name, term in predicates.items():
             checkpoint()
             _same(context, where, f"{name}, permuted, and {name}", sub(term), term)
@@ -257,12 +258,5 @@ def _same(context: Context, where: str, what: str, x: z3.BoolRef, y: z3.BoolRef)
         return
     witness = context.satisfiable([z3.Xor(x, y)])
     if witness is not None:
-        raise SymmetryError(f"{where}: {what} differ (e.g. where {_shown(witness, [x, y])})")
+        raise SymmetryError(f"{where}: {what} differ (e.g. where {witness_text(witness, [x, y], most=8)})")
 
-
-def _shown(model: z3.ModelRef, terms: Sequence[z3.ExprRef]) -> str:
-    from .exprs import free_constants
-
-    consts = {c.decl().name(): c for t in terms for c in free_constants(t)}
-    shown = [f"{n} = {model.eval(c, model_completion=True)}" for n, c in sorted(consts.items())]
-    return ", ".join(shown[:8]) + (", ..." if len(shown) > 8 else "")
